@@ -1,0 +1,22 @@
+"""spark_lightning: Lightning + Hydra experiments for SPARK 2024 spacecraft segmentation.
+
+Importing the package sets offline defaults *before* huggingface_hub, albumentations or wandb
+are imported, so nothing hangs on a network these machines do not have. A value the user set
+in the environment always wins.
+"""
+
+import os
+
+__version__ = "0.1.0"
+
+
+def _set_offline_defaults() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    # W&B writes offline run files unless the user gave an API key (or chose a mode).
+    if not os.environ.get("WANDB_API_KEY"):
+        os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+
+
+_set_offline_defaults()

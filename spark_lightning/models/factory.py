@@ -1,0 +1,138 @@
+"""Model factory: (arch, encoder) -> a network taking uint8/float images, returning logits.
+
+Any segmentation_models_pytorch architecture/encoder pair works (timm encoders as
+``tu-<name>``), plus ``arch=tv_deeplabv3_mnv3``: torchvision's DeepLabV3-MobileNetV3-Large,
+the seed baseline. Every network is wrapped in ``SegmentationNet``, which normalises pixels,
+pads to the encoder stride and crops back, so callers feed any image size and raw pixels.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TORCHVISION_ARCHS = ("tv_deeplabv3_mnv3",)
+
+
+class SegmentationNet(nn.Module):
+    """Pixels (B, 3, H, W) in [0, 255] -> logits (B, C, H, W) for any H, W."""
+
+    def __init__(self, model: nn.Module, stride: int = 32, channels_last: bool = False, is_dict_output: bool = False):
+        super().__init__()
+        self.model = model
+        self.stride = stride
+        self.channels_last = channels_last
+        self.is_dict_output = is_dict_output
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        x = (x.float() - self.mean) / self.std
+        pad_h, pad_w = -h % self.stride, -w % self.stride
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > max(pad_h, pad_w) else "constant")
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out = self.model(x)
+        if self.is_dict_output:
+            out = out["out"]
+        return out[..., :h, :w]
+
+
+def _torchvision_deeplab(num_classes: int, pretrained_backbone: bool) -> nn.Module:
+    from torchvision.models import MobileNet_V3_Large_Weights
+    from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
+
+    weights = MobileNet_V3_Large_Weights.IMAGENET1K_V1 if pretrained_backbone else None
+    return deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=weights, num_classes=num_classes, aux_loss=False)
+
+
+def _check_names(arch: str, encoder: str) -> None:
+    archs = [a.lower() for a in smp.create_model.__globals__["MODEL_ARCHITECTURES_MAPPING"]]
+    if arch.lower() not in archs:
+        raise ValueError(
+            f"model.arch={arch!r} is not a known architecture. Valid: {sorted(archs) + list(TORCHVISION_ARCHS)}"
+        )
+    if encoder.startswith("tu-"):
+        import timm
+
+        if not timm.list_models(encoder[3:]):
+            raise ValueError(f"model.encoder={encoder!r}: timm has no model {encoder[3:]!r} (see timm.list_models()).")
+        return
+    names = smp.encoders.get_encoder_names()
+    if encoder not in names:
+        raise ValueError(
+            f"model.encoder={encoder!r} is not a known encoder. Use 'tu-<timm model>' or one of: {', '.join(names)}"
+        )
+
+
+def _pretrained_error(name: str, weights: str, err: Exception, elapsed: float) -> RuntimeError:
+    return RuntimeError(
+        f"could not load {weights!r} weights for encoder {name!r} after {elapsed:.1f}s ({type(err).__name__}: "
+        f"{str(err).splitlines()[0] if str(err) else ''}). This machine is offline (HF_HUB_OFFLINE=1). "
+        "Either set model.weights_path=/path/to/encoder.pth (a state dict of the encoder), copy the hub "
+        "cache (~/.cache/huggingface, ~/.cache/torch) from a machine with internet, or train from scratch "
+        "with model.encoder_weights=null."
+    )
+
+
+def build_model(
+    arch: str = "unet",
+    encoder: str = "resnet34",
+    num_classes: int = 3,
+    encoder_weights: str | None = None,
+    weights_path: str | None = None,
+    channels_last: bool = False,
+    compile: bool = False,
+    **kwargs,
+) -> SegmentationNet:
+    """Build a segmentation network; names are checked first so a typo fails at once.
+
+    ``weights_path`` loads a local encoder state dict (takes precedence over downloading);
+    ``compile`` compiles in place (state-dict keys unchanged, so checkpoints stay portable).
+    """
+    start = time.monotonic()
+    if arch in TORCHVISION_ARCHS:
+        try:
+            model = _torchvision_deeplab(num_classes, encoder_weights is not None and weights_path is None)
+        except Exception as err:  # torch hub download failure offline
+            raise _pretrained_error("mobilenet_v3_large", str(encoder_weights), err, time.monotonic() - start) from err
+        encoder_module, dict_output, stride = model.backbone, True, 16
+    else:
+        _check_names(arch, encoder)
+        load_hub = encoder_weights if weights_path is None else None
+        try:
+            model = smp.create_model(arch, encoder_name=encoder, encoder_weights=load_hub, classes=num_classes, **kwargs)
+        except (OSError, RuntimeError, ValueError) as err:
+            if load_hub is None:
+                raise
+            raise _pretrained_error(encoder, load_hub, err, time.monotonic() - start) from err
+        encoder_module, dict_output = model.encoder, False
+        stride = getattr(model.encoder, "output_stride", 32) or 32
+    if weights_path is not None:
+        path = Path(weights_path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"model.weights_path={path} does not exist.")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        expected = encoder_module.state_dict().keys()
+        if not set(state) & set(expected):
+            raise ValueError(
+                f"model.weights_path={path} shares no weight names with encoder {encoder!r} "
+                f"(file has e.g. {list(state)[:3]}, encoder expects e.g. {list(expected)[:3]})."
+            )
+        encoder_module.load_state_dict(state, strict=False)
+    net = SegmentationNet(model, stride=max(stride, 32), channels_last=channels_last, is_dict_output=dict_output)
+    if compile:
+        net.model.compile()
+    return net

@@ -1,0 +1,87 @@
+"""SegmentationModule: network + loss + metrics + optimizer/scheduler, built from configs.
+
+The constructor takes plain config dicts (``_target_`` style) and saves them as
+hyperparameters, so ``SegmentationModule.load_from_checkpoint(path)`` rebuilds the same
+network with no Hydra config at hand. Train and validation share one ``_step``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+
+from spark_lightning.data.spark import CLASSES
+from spark_lightning.losses import float32_loss
+from spark_lightning.metrics import segmentation_metrics
+
+
+class SegmentationModule(L.LightningModule):
+    """Semantic segmentation of SPARK images into background / body / panel.
+
+    Args:
+        model: config of the network (``spark_lightning.models.build_model`` arguments).
+        loss: config of the loss, called as ``loss(logits, target)``.
+        optimizer: partial config of a torch optimizer (``params`` supplied here).
+        scheduler: partial config of a schedule from ``spark_lightning.optim`` taking
+            ``(optimizer, total_steps)``, or None for a constant learning rate.
+    """
+
+    def __init__(
+        self,
+        model: dict[str, Any],
+        loss: dict[str, Any],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+        num_classes: int = len(CLASSES),
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = instantiate(model, num_classes=num_classes)
+        self.criterion = instantiate(loss)
+        metrics = segmentation_metrics(num_classes)
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 or float pixels (B, 3, H, W) in [0, 255] -> logits (B, C, H, W)."""
+        return self.net(images)
+
+    def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
+        images, target = batch["image"], batch["mask"].long()
+        logits = self(images)
+        loss = float32_loss(self.criterion, logits, target)
+        train = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=train, on_epoch=True, prog_bar=True, batch_size=images.shape[0])
+        metrics = self.train_metrics if train else self.val_metrics
+        metrics.update(logits.detach().argmax(1), target)
+        return loss
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def _log_metrics(self, metrics) -> None:
+        values = metrics.compute()
+        metrics.reset()
+        score = f"{metrics.prefix}spark_score"
+        self.log(score, values.pop(score), prog_bar=True)
+        self.log_dict(values)
+
+    def on_train_epoch_end(self) -> None:
+        self._log_metrics(self.train_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics(self.val_metrics)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        if not self.hparams.scheduler:
+            return {"optimizer": optimizer}
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = instantiate(self.hparams.scheduler)(optimizer, total_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
