@@ -24,7 +24,7 @@ from torchmetrics.wrappers import ClasswiseWrapper
 
 from spark_lightning.data.spark import CLASSES
 
-THRESHOLDS = torch.linspace(0.5, 0.95, 10, dtype=torch.float64)
+THRESHOLDS = torch.tensor([round(0.5 + 0.05 * i, 2) for i in range(10)], dtype=torch.float64)  # exact 0.80 etc.
 PANEL_MIN_RATIO = 0.05
 BODY, PANEL = 1, 2
 

@@ -50,7 +50,7 @@ class SparkDataset(Dataset):
             image, mask = out["image"], out["mask"]
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            "mask": torch.from_numpy(np.ascontiguousarray(mask)),
+            "mask": torch.tensor(mask),  # a copy: decoded masks may be read-only views
             "spacecraft": sample.spacecraft,
             "name": sample.name,
         }

@@ -1,0 +1,62 @@
+"""Shared fixtures: one tiny synthetic SPARK set per session, in-process config composition."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from spark_lightning.data.synthetic import generate
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+TINY = 64
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Default cache (samples, synthetic sets) inside pytest's temp area, never ~/.cache."""
+    old = os.environ.get("SPARK_LIGHTNING_CACHE")
+    os.environ["SPARK_LIGHTNING_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("SPARK_LIGHTNING_CACHE", None)
+    else:
+        os.environ["SPARK_LIGHTNING_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    """30 labelled images (24 train, 6 val) of 64 x 64 in the SPARK layout."""
+    return generate(tmp_path_factory.mktemp("data") / "spark", num_images=30, size=TINY, seed=3, num_test=3, workers=1)
+
+
+def compose_train(overrides: list[str] | None = None, config_name: str = "train") -> DictConfig:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides or [], return_hydra_config=False)
+
+
+@pytest.fixture
+def cfg_tiny(tiny_root, tmp_path) -> DictConfig:
+    """Training config forced to CPU, tiny data, 2 train steps, CSV logging into tmp_path."""
+    cfg = compose_train(
+        [
+            f"data.root={tiny_root}",
+            f"data.size={TINY}",
+            "data.batch_size=4",
+            "data.num_workers=0",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "trainer=cpu",
+            "trainer.max_epochs=1",
+            "+trainer.limit_train_batches=2",
+            "+trainer.limit_val_batches=2",
+            "trainer.num_sanity_val_steps=0",
+            "trainer.log_every_n_steps=1",
+            "logger=csv",
+        ]
+    )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "run")
+    return cfg

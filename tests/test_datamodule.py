@@ -1,0 +1,112 @@
+"""SparkDataModule: sizes, crops, the on-disk cache, worker augmentation streams."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import spark_lightning.data.cache as cache_mod
+from spark_lightning.data.datamodule import SparkDataModule
+from spark_lightning.data.spark import SparkDataError
+
+
+def make_dm(root, tmp_path, **kwargs) -> SparkDataModule:
+    args = dict(root=str(root) if root else None, size=32, batch_size=4, num_workers=0, cache_dir=str(tmp_path / "cache"))
+    args.update(kwargs)
+    dm = SparkDataModule(**args)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def test_batches_are_uint8_at_data_size(tiny_root, tmp_path):
+    dm = make_dm(tiny_root, tmp_path)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (4, 3, 32, 32) and batch["image"].dtype == torch.uint8
+    assert batch["mask"].shape == (4, 32, 32) and batch["mask"].dtype == torch.uint8
+    assert set(batch["mask"].unique().tolist()) <= {0, 1, 2}
+    assert len(dm.train_set) == 24 and len(dm.val_set) == 6
+    val = next(iter(dm.val_dataloader()))
+    assert val["image"].shape[-2:] == (32, 32)
+
+
+def test_crop_applies_to_training_only(tiny_root, tmp_path):
+    dm = make_dm(tiny_root, tmp_path, size=64, crop=48)
+    assert next(iter(dm.train_dataloader()))["image"].shape[-2:] == (48, 48)
+    assert next(iter(dm.val_dataloader()))["image"].shape[-2:] == (64, 64)
+    with pytest.raises(ValueError, match="data.crop=80 is larger than data.size=64"):
+        SparkDataModule(root=str(tiny_root), size=64, crop=80)
+
+
+def test_cache_avoids_decoding_after_first_epoch(tiny_root, tmp_path, monkeypatch):
+    dm = make_dm(tiny_root, tmp_path)
+    first = [b["image"].clone() for b in dm.val_dataloader()]
+    files = list((tmp_path / "cache" / "samples").rglob("*.npy"))
+    assert len(files) == 6
+    stored = np.load(files[0])
+    assert stored.shape == (32, 32, 4) and stored.dtype == np.uint8
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded a JPEG although the sample was cached")
+
+    monkeypatch.setattr(cache_mod, "decode_sample", no_decoding)
+    second = [b["image"] for b in dm.val_dataloader()]
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_cache_keyed_by_size(tiny_root, tmp_path):
+    for size in (32, 48):
+        dm = make_dm(tiny_root, tmp_path, size=size)
+        list(dm.val_dataloader())
+    folders = sorted((p.name for p in (tmp_path / "cache" / "samples").iterdir()), key=lambda n: int(n.rsplit("-", 1)[1]))
+    assert len(folders) == 2 and folders[0].endswith("-32") and folders[1].endswith("-48")
+
+
+def test_changed_file_is_not_read_stale(tiny_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_root, root)
+    dm = make_dm(root, tmp_path)
+    before = dm.val_set[0]["image"]
+    sample = dm.val_set.samples[0]
+    other = dm.val_set.samples[1]
+    shutil.copy(other.image, sample.image)  # new content, new size/mtime
+    after = dm.val_set[0]["image"]
+    assert not torch.equal(before, after)
+
+
+def test_no_cache_still_works(tiny_root, tmp_path):
+    dm = make_dm(tiny_root, tmp_path, cache=False)
+    assert next(iter(dm.val_dataloader()))["image"].shape == (4, 3, 32, 32)
+    assert not (tmp_path / "cache" / "samples").exists()
+
+
+def test_synthetic_default_generated_once(tmp_path, caplog):
+    caplog.set_level("INFO")
+    kwargs = dict(size=32, cache_dir=str(tmp_path), synthetic={"num_images": 12, "size": 32})
+    dm = make_dm(None, tmp_path, **kwargs)
+    assert dm.data_root.parent == tmp_path and (dm.data_root / "images" / "XMM Newton").is_dir()
+    assert "generating a synthetic SPARK-like set in" in caplog.text
+    caplog.clear()
+    make_dm(None, tmp_path, **kwargs)
+    assert "generating" not in caplog.text
+    assert len(dm.train_set) + len(dm.val_set) == 12
+
+
+def test_bad_root_fails_at_setup(tmp_path):
+    with pytest.raises(SparkDataError, match="does not exist"):
+        make_dm(tmp_path / "missing", tmp_path)
+
+
+def test_workers_get_different_augmentations(tiny_root, tmp_path):
+    """Forked workers must not replay the same albumentations random stream."""
+    import albumentations as A
+
+    flip = A.Compose([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomRotate90(p=1.0)])
+    dm = make_dm(tiny_root, tmp_path, num_workers=2, batch_size=1, train_transform=flip, persistent_workers=False)
+    dm.train_set.samples = [dm.train_set.samples[0]] * 16  # one image: only augmentation differs
+    images = [b["image"] for b in dm.train_dataloader()]
+    distinct = {tuple(im.flatten().tolist()) for im in images}
+    assert len(distinct) > 2

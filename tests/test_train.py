@@ -1,0 +1,106 @@
+"""Training end to end: in-process (composed config) and as the real command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from spark_lightning.module import SegmentationModule
+from spark_lightning.tasks import run_train
+
+REPO = Path(__file__).resolve().parents[1]
+VAL_KEYS = {"val/iou", "val/iou_background", "val/iou_body", "val/iou_panel", "val/spark_score", "val/loss"}
+
+
+def test_two_steps_in_process(cfg_tiny):
+    result = run_train(cfg_tiny)
+    run = Path(cfg_tiny.paths.output_dir)
+    assert result["trainer"].global_step == 2
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert VAL_KEYS <= set(metrics["final"]) and VAL_KEYS <= set(metrics["best"])
+    assert 0.0 <= metrics["best"]["val/spark_score"] <= 1.0
+    assert result["metrics"] == metrics["best"]
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert len(list((run / "checkpoints").glob("epoch000-score*.ckpt"))) == 1
+    assert (run / "config.yaml").is_file()
+    header = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/loss_step", "val/spark_score", "val/iou_body", "lr-AdamW"} <= set(header)
+
+
+def test_checkpoint_reloads_without_config(cfg_tiny):
+    result = run_train(cfg_tiny)
+    ckpt = Path(cfg_tiny.paths.output_dir) / "checkpoints" / "last.ckpt"
+    module = SegmentationModule.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    x = torch.randint(0, 255, (1, 3, 64, 64), dtype=torch.uint8)
+    trained = result["module"].eval()
+    with torch.no_grad():
+        assert torch.allclose(module(x), trained(x), atol=1e-5)
+
+
+def test_gradient_accumulation(cfg_tiny):
+    cfg_tiny.trainer.accumulate_grad_batches = 2
+    result = run_train(cfg_tiny)
+    assert result["trainer"].global_step == 1  # 2 micro-batches -> 1 optimizer step
+
+
+def test_seed_baseline_trains(tiny_root, tmp_path):
+    from .conftest import compose_train
+
+    cfg = compose_train(
+        ["experiment=seed_baseline", f"data.root={tiny_root}", "data.size=64", "data.batch_size=2", "data.num_workers=0",
+         f"data.cache_dir={tmp_path / 'c'}", "trainer=cpu", "trainer.max_epochs=1", "+trainer.limit_train_batches=1",
+         "+trainer.limit_val_batches=1", "logger=none", "callbacks.progress_bar=null"]
+    )
+    cfg.paths.output_dir = str(tmp_path / "run")
+    result = run_train(cfg)
+    assert type(result["module"].net.model).__name__ == "DeepLabV3"
+    assert isinstance(result["trainer"].optimizers[0], torch.optim.SGD)
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_written(cfg_tiny, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg_tiny.logger = None
+    from .conftest import compose_train
+
+    cfg_tiny.logger = compose_train(["logger=default"]).logger
+    cfg_tiny.logger.csv.save_dir = cfg_tiny.paths.output_dir
+    cfg_tiny.logger.wandb.save_dir = cfg_tiny.paths.output_dir
+    run_train(cfg_tiny)
+    runs = list((Path(cfg_tiny.paths.output_dir) / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    import wandb
+
+    assert wandb.run is None, "the job's W&B run must be finished"
+
+
+@pytest.mark.slow
+def test_train_command(tiny_root, tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "SPARK_LIGHTNING_CACHE": str(tmp_path / "cache")}
+    env.pop("WANDB_API_KEY", None)
+    cmd = [sys.executable, "-m", "spark_lightning.train", "model=unet_resnet34", "loss=jaccard",
+           f"data.root={tiny_root}", "data.size=64", "data.batch_size=4", "data.num_workers=0",
+           "trainer.max_epochs=2", "+trainer.limit_train_batches=2", "logger=csv", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["final"]["epoch"] == 1 and VAL_KEYS <= set(metrics["best"])
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "train.log").is_file()
+    assert "using 32-true" in (run_dir / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_train_command_bad_root_is_one_clear_error(tmp_path):
+    cmd = [sys.executable, "-m", "spark_lightning.train", f"data.root={tmp_path / 'nope'}", "logger=csv",
+           f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert f"data root {tmp_path / 'nope'} does not exist" in proc.stderr
