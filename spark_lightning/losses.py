@@ -10,6 +10,14 @@ import torch
 from torch import nn
 
 
+class CrossEntropy(nn.CrossEntropyLoss):
+    """``nn.CrossEntropyLoss`` whose class weights may come from a config list."""
+
+    def __init__(self, weight: list[float] | None = None, ignore_index: int = -100, **kwargs) -> None:
+        tensor = torch.as_tensor(list(weight), dtype=torch.float32) if weight is not None else None
+        super().__init__(weight=tensor, ignore_index=ignore_index, **kwargs)
+
+
 class WeightedSum(nn.Module):
     """sum_i weight_i * loss_i(logits, target), e.g. CE + Jaccard.
 

@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from spark_lightning.data.spark import CLASSES
 from spark_lightning.losses import float32_loss
 from spark_lightning.metrics import segmentation_metrics
+from spark_lightning.optim import param_groups
 
 
 class SegmentationModule(L.LightningModule):
@@ -79,9 +80,13 @@ class SegmentationModule(L.LightningModule):
         self._log_metrics(self.val_metrics)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        opt_cfg = dict(self.hparams.optimizer)
+        mult = opt_cfg.pop("encoder_lr_mult", 1.0)
+        params = param_groups(self.net, opt_cfg["lr"], mult)
+        optimizer = instantiate(opt_cfg)(params=params)
         if not self.hparams.scheduler:
             return {"optimizer": optimizer}
         total = int(self.trainer.estimated_stepping_batches)
-        scheduler = instantiate(self.hparams.scheduler)(optimizer, total_steps=total)
+        per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
+        scheduler = instantiate(self.hparams.scheduler)(optimizer, total_steps=total, steps_per_epoch=per_epoch)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

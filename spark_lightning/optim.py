@@ -1,40 +1,78 @@
-"""Learning-rate schedules with linear warmup, stepped every optimizer step.
+"""Learning-rate schedules with linear warmup (stepped every optimizer step), param groups.
 
-Configs give them as ``_partial_`` callables; the LightningModule supplies the optimizer and
-``total_steps`` (``trainer.estimated_stepping_batches``), so schedules fit any run length.
+Configs give schedules as ``_partial_`` callables; the LightningModule supplies the optimizer,
+``total_steps`` (``trainer.estimated_stepping_batches``) and ``steps_per_epoch``, so one
+config fits any run length. Warmup is given in steps or in epochs.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 
+from torch import nn
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
 
 
-def _warmup(step: int, warmup_steps: int) -> float:
-    return (step + 1) / warmup_steps if step < warmup_steps else 1.0
+def _warmup_steps(warmup_steps: int, warmup_epochs: float, steps_per_epoch: int, total_steps: int) -> int:
+    steps = warmup_steps or round(warmup_epochs * steps_per_epoch)
+    if steps < 0 or steps >= max(total_steps, 1):
+        raise ValueError(
+            f"scheduler warmup of {steps} steps must be >= 0 and below the run's {total_steps} optimizer steps: "
+            "lower scheduler.warmup_steps / scheduler.warmup_epochs."
+        )
+    return steps
 
 
-def poly(optimizer: Optimizer, total_steps: int, power: float = 0.9, warmup_steps: int = 0) -> LambdaLR:
-    """lr * (1 - t)^power after a linear warmup, t the fraction of post-warmup steps done."""
+def _warmup_then(optimizer: Optimizer, total_steps: int, warmup: int, decay: Callable[[float], float]) -> LambdaLR:
+    """Linear warmup over ``warmup`` steps, then ``decay(t)`` with t going 0 -> 1."""
 
     def factor(step: int) -> float:
-        if step < warmup_steps:
-            return _warmup(step, warmup_steps)
-        t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return (1 - t) ** power
+        if step < warmup:
+            return (step + 1) / warmup
+        return decay(min(1.0, (step - warmup) / max(1, total_steps - warmup)))
 
     return LambdaLR(optimizer, factor)
 
 
-def cosine(optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, min_lr_ratio: float = 0.0) -> LambdaLR:
+def poly(optimizer: Optimizer, total_steps: int, power: float = 0.9, warmup_steps: int = 0,
+         warmup_epochs: float = 0, steps_per_epoch: int = 1) -> LambdaLR:
+    """lr * (1 - t)^power after a linear warmup."""
+    warmup = _warmup_steps(warmup_steps, warmup_epochs, steps_per_epoch, total_steps)
+    return _warmup_then(optimizer, total_steps, warmup, lambda t: (1 - t) ** power)
+
+
+def cosine(optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, warmup_epochs: float = 0,
+           min_lr_ratio: float = 0.0, steps_per_epoch: int = 1) -> LambdaLR:
     """Cosine decay from lr to lr * min_lr_ratio after a linear warmup."""
+    warmup = _warmup_steps(warmup_steps, warmup_epochs, steps_per_epoch, total_steps)
+    return _warmup_then(
+        optimizer, total_steps, warmup, lambda t: min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+    )
 
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return _warmup(step, warmup_steps)
-        t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
-    return LambdaLR(optimizer, factor)
+def onecycle(optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, warmup_epochs: float = 0,
+             steps_per_epoch: int = 1, div_factor: float = 25.0, final_div_factor: float = 1e4) -> OneCycleLR:
+    """torch's OneCycleLR peaking at each group's configured lr; the warmup is its rising part
+    (30 % of the run when not given)."""
+    warmup = _warmup_steps(warmup_steps, warmup_epochs, steps_per_epoch, total_steps)
+    pct = warmup / total_steps if warmup else 0.3
+    max_lr = [group["lr"] for group in optimizer.param_groups]
+    return OneCycleLR(optimizer, max_lr, total_steps=total_steps, pct_start=pct,
+                      div_factor=div_factor, final_div_factor=final_div_factor)
+
+
+def param_groups(net: nn.Module, lr: float, encoder_lr_mult: float = 1.0) -> list[dict] | Iterable:
+    """Encoder parameters at ``lr * encoder_lr_mult``, the rest at ``lr``.
+
+    A pretrained encoder usually wants a smaller learning rate than the fresh decoder.
+    """
+    if encoder_lr_mult == 1.0:
+        return net.parameters()
+    encoder = getattr(net, "encoder", None)
+    if encoder is None:
+        raise ValueError("optimizer.encoder_lr_mult needs a network with an encoder; this one has none.")
+    enc_ids = {id(p) for p in encoder.parameters()}
+    rest = [p for p in net.parameters() if id(p) not in enc_ids]
+    return [{"params": list(encoder.parameters()), "lr": lr * encoder_lr_mult}, {"params": rest, "lr": lr}]

@@ -16,6 +16,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from spark_lightning.budget import apply_budget
 from spark_lightning.module import SegmentationModule
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
     try:
+        apply_budget(cfg, build_module)
         transform = instantiate(cfg.aug) if cfg.get("aug") else None
         datamodule = instantiate(cfg.data, train_transform=transform)
         module = build_module(cfg)

@@ -29,10 +29,12 @@ ALL = [(g, o) for g in GROUPS for o in options(g)]
 
 def test_required_options_exist():
     want = {
-        "model": {"unet_resnet34", "deeplabv3_mnv3"},
-        "loss": {"ce", "jaccard", "dice"},
-        "optimizer": {"sgd", "adamw"},
-        "scheduler": {"poly", "cosine"},
+        "model": {"unet_resnet34", "deeplabv3_mnv3", "unetpp_resnet34", "deeplabv3plus_resnet50", "fpn_resnet50",
+                  "segformer_mit_b2", "unet_convnext_tiny", "upernet_convnext_tiny", "unet_efficientnet_b4",
+                  "unet_mobilenet_v2"},
+        "loss": {"ce", "jaccard", "dice", "focal", "lovasz", "tversky", "ce_jaccard", "ce_dice"},
+        "optimizer": {"sgd", "adamw", "adam"},
+        "scheduler": {"none", "poly", "cosine", "onecycle"},
         "aug": {"none", "light", "strong"},
         "experiment": {"seed_baseline"},
     }
@@ -64,12 +66,14 @@ def test_aug_keeps_mask_aligned(option):
 
 
 @pytest.mark.parametrize("option", options("model"))
-def test_model_option_builds_and_predicts(option):
-    net = instantiate(compose_train([f"model={option}"]).model, num_classes=3)
-    net.eval()
-    with torch.no_grad():
-        out = net(torch.randint(0, 255, (1, 3, 70, 58), dtype=torch.uint8))
-    assert out.shape == (1, 3, 70, 58)
+def test_model_option_forward_backward_odd_size(option):
+    """Any image size works (padded to the stride and cropped back), and gradients flow."""
+    net = instantiate(compose_train([f"model={option}"]).model, num_classes=3).train()
+    out = net(torch.randint(0, 255, (2, 3, 70, 58), dtype=torch.uint8))
+    assert out.shape == (2, 3, 70, 58)
+    out.square().mean().backward()
+    grads = [p.grad for p in net.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
 
 
 @pytest.mark.parametrize("option", options("loss"))
@@ -82,6 +86,10 @@ def test_loss_option(option):
     assert torch.isfinite(value) and logits.grad.abs().sum() > 0
     perfect = 20 * torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float()
     assert loss(perfect, target) < 0.05 < value
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # our float32 path survives autocast
+        from spark_lightning.losses import float32_loss
+
+        assert float32_loss(loss, logits.bfloat16(), target).dtype == torch.float32
 
 
 @pytest.mark.parametrize("option", options("optimizer"))
@@ -109,7 +117,7 @@ def test_data_default_is_synthetic():
 def test_seed_baseline_is_the_blog_setup():
     cfg = compose_train(["experiment=seed_baseline"])
     assert cfg.model.arch == "tv_deeplabv3_mnv3"
-    assert cfg.loss._target_ == "torch.nn.CrossEntropyLoss"
+    assert cfg.loss._target_ == "spark_lightning.losses.CrossEntropy"
     assert cfg.optimizer._target_ == "torch.optim.SGD"
     module = build_module(cfg)
     assert type(module.net.model).__name__ == "DeepLabV3"

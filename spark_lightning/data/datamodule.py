@@ -80,6 +80,8 @@ class SparkDataModule(L.LightningDataModule):
         cache: keep decoded, downscaled samples on disk (``cache_dir``) after first use.
         train_transform: an albumentations pipeline (config group ``aug``).
         synthetic: generator arguments (num_images, size, seed) used when root is None.
+        effective_batch_size: read by the VRAM budget helper (``spark_lightning.budget``),
+            which sets ``batch_size`` and gradient accumulation from it; unused here.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class SparkDataModule(L.LightningDataModule):
         synthetic: dict[str, Any] | None = None,
         train_split: str = "train",
         val_split: str = "val",
+        effective_batch_size: int | None = None,
     ) -> None:
         super().__init__()
         if crop is not None and size is not None and crop > size:

@@ -35,6 +35,14 @@ class SegmentationNet(nn.Module):
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
 
+    @property
+    def encoder(self) -> nn.Module | None:
+        """The pretrained-able part: smp's ``encoder`` or torchvision's ``backbone``."""
+        for name in ("encoder", "backbone"):
+            if isinstance(getattr(self.model, name, None), nn.Module):
+                return getattr(self.model, name)
+        return None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         x = (x.float() - self.mean) / self.std

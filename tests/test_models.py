@@ -1,0 +1,79 @@
+"""Model factory: name checks, pretrained weights offline, channels_last, compile switch."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from spark_lightning.models import build_model
+
+
+def test_any_smp_pair_by_override():
+    net = build_model(arch="linknet", encoder="resnet18")
+    assert type(net.model).__name__ == "Linknet"
+    assert net(torch.zeros(1, 3, 33, 47)).shape == (1, 3, 33, 47)
+
+
+def test_timm_encoder_by_tu_prefix():
+    net = build_model(arch="unet", encoder="tu-resnet18")
+    assert net(torch.zeros(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+
+
+def test_wrong_arch_lists_valid_names():
+    with pytest.raises(ValueError, match=r"model.arch='unett'.*'segformer'.*'unet'.*tv_deeplabv3_mnv3"):
+        build_model(arch="unett")
+
+
+def test_wrong_encoder_lists_valid_names():
+    with pytest.raises(ValueError, match=r"model.encoder='resnet35'.*tu-<timm model>.*resnet34"):
+        build_model(encoder="resnet35")
+    with pytest.raises(ValueError, match="timm has no model 'nonet'"):
+        build_model(encoder="tu-nonet")
+
+
+def test_pretrained_offline_fails_fast_with_instructions(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # nothing cached
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="model.weights_path") as err:
+        build_model(encoder="resnet18", encoder_weights="imagenet")
+    assert time.monotonic() - start < 5
+    assert "resnet18" in str(err.value)
+
+
+def test_weights_path_loads_encoder(tmp_path):
+    donor = build_model(encoder="resnet18")
+    path = tmp_path / "encoder.pth"
+    torch.save(donor.model.encoder.state_dict(), path)
+    net = build_model(encoder="resnet18", encoder_weights="imagenet", weights_path=str(path))
+    for a, b in zip(donor.model.encoder.state_dict().values(), net.model.encoder.state_dict().values()):
+        assert torch.equal(a, b)
+    torch.save({"foo": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match="shares no weight names"):
+        build_model(encoder="resnet18", weights_path=str(path))
+    with pytest.raises(FileNotFoundError, match="model.weights_path"):
+        build_model(encoder="resnet18", weights_path=str(tmp_path / "missing.pth"))
+
+
+def test_channels_last_same_output():
+    torch.manual_seed(0)
+    plain = build_model(encoder="resnet18").eval()
+    nhwc = build_model(encoder="resnet18", channels_last=True).eval()
+    nhwc.load_state_dict(plain.state_dict())
+    conv = next(m for m in nhwc.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randint(0, 255, (1, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.allclose(plain(x), nhwc(x), atol=1e-4)
+
+
+def test_compile_keeps_state_dict_keys():
+    plain, compiled = build_model(encoder="resnet18"), build_model(encoder="resnet18", compile=True)
+    assert list(plain.state_dict()) == list(compiled.state_dict())
+
+
+def test_encoder_property_for_lr_split():
+    assert build_model(encoder="resnet18").encoder is not None
+    assert build_model(arch="tv_deeplabv3_mnv3").encoder is not None
