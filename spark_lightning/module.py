@@ -28,6 +28,8 @@ class SegmentationModule(L.LightningModule):
         optimizer: partial config of a torch optimizer (``params`` supplied here).
         scheduler: partial config of a schedule from ``spark_lightning.optim`` taking
             ``(optimizer, total_steps)``, or None for a constant learning rate.
+        inference: what prediction needs to know of training (``size``: the scale images
+            were downscaled to, ``crop``: training crop side); stored in checkpoints.
     """
 
     def __init__(
@@ -37,6 +39,7 @@ class SegmentationModule(L.LightningModule):
         optimizer: dict[str, Any],
         scheduler: dict[str, Any] | None = None,
         num_classes: int = len(CLASSES),
+        inference: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

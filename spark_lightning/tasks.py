@@ -5,19 +5,36 @@ Tests call them directly with configs composed in-process.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 from lightning.pytorch.callbacks import LearningRateMonitor
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from rich.progress import track
 
 from spark_lightning.budget import apply_budget
+from spark_lightning.callbacks import write_json_atomic
+from spark_lightning.data.spark import SPACECRAFT, Sample, SparkDataError, read_mask, read_rgb, scan_images, scan_split
+from spark_lightning.inference import InferenceConfig, iter_predictions, load_network
+from spark_lightning.metrics import per_image_iou, segmentation_metrics
 from spark_lightning.module import SegmentationModule
+from spark_lightning.outputs import (
+    NPZ_SUFFIX,
+    image_name,
+    load_mask_npz,
+    overlay,
+    save_colour_mask,
+    save_mask_npz,
+    save_png,
+    write_zip,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +65,7 @@ def build_module(cfg: DictConfig) -> SegmentationModule:
         loss=_container(cfg.loss),
         optimizer=_container(cfg.optimizer),
         scheduler=_container(cfg.get("scheduler")),
+        inference={"size": cfg.data.get("size"), "crop": cfg.data.get("crop")},
     )
 
 
@@ -99,3 +117,129 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
         raise
     finally:
         _finish_wandb()
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("predict.device=cuda but no CUDA GPU is available: use predict.device=auto or cpu.")
+    return name
+
+
+def _inference_config(pred: DictConfig, hparams: dict) -> InferenceConfig:
+    trained = hparams.get("inference") or {}
+    return InferenceConfig(
+        mode=pred.mode,
+        size=pred.size or trained.get("size"),
+        tile=pred.tile or trained.get("crop") or trained.get("size"),
+        overlap=pred.overlap,
+        tta=pred.tta,
+    )
+
+
+def _predictions(cfg: DictConfig, paths: list[Path]):
+    """(path, labels, probs) for each image, from the checkpoint in cfg.ckpt."""
+    device = _device(cfg.predict.device)
+    net, hparams = load_network(cfg.ckpt, device)
+    icfg = _inference_config(cfg.predict, hparams)
+    log.info("predicting %d images with %s (mode=%s, size=%s, tile=%s, tta=%s) on %s",
+             len(paths), cfg.ckpt, icfg.mode, icfg.size, icfg.tile, icfg.tta, device)
+    return iter_predictions(net, paths, icfg, cfg.predict.batch_size, cfg.predict.num_workers, device, cfg.predict.amp)
+
+
+def run_predict(cfg: DictConfig) -> dict[str, Any]:
+    """Write ``<name>_layer.npz`` for every ``*_img.jpg`` under cfg.input, skipping done ones."""
+    out = Path(cfg.output).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = scan_images(cfg.input)
+    todo = [p for p in paths if not (out / f"{image_name(p)}{NPZ_SUFFIX}").exists()]
+    if len(todo) < len(paths):
+        log.info("skipping %d images already predicted in %s", len(paths) - len(todo), out)
+    for path, labels, _ in track(_predictions(cfg, todo) if todo else [], total=len(todo), description="predict"):
+        name = image_name(path)
+        if cfg.save_png:
+            save_colour_mask(out / f"{name}_layer.png", labels)
+        save_mask_npz(out / f"{name}{NPZ_SUFFIX}", labels)  # last: its presence marks the image done
+    archive = write_zip(out) if cfg.zip else None
+    log.info("wrote %d predictions (%d skipped) to %s%s", len(todo), len(paths) - len(todo), out,
+             f", {archive}" if archive else "")
+    return {"written": len(todo), "skipped": len(paths) - len(todo), "zip": archive, "output": out}
+
+
+def _evaluation_pairs(cfg: DictConfig, samples: list[Sample]):
+    """(sample, predicted labels) from a checkpoint or from a folder of npz files."""
+    if cfg.ckpt:
+        by_path = {s.image: s for s in samples}
+        for path, labels, _ in _predictions(cfg, list(by_path)):
+            yield by_path[path], labels
+        return
+    folder = Path(cfg.predictions).expanduser()
+    if not folder.is_dir():
+        raise SparkDataError(f"predictions={folder} is not a folder.")
+    files = {p.name[: -len(NPZ_SUFFIX)]: p for p in folder.glob(f"*{NPZ_SUFFIX}")}
+    names = {s.name for s in samples}
+    missing, extra = sorted(names - set(files)), sorted(set(files) - names)
+    if extra:
+        log.warning("%d predictions in %s have no image in split %s (ignored), e.g. %s",
+                    len(extra), folder, cfg.split, files[extra[0]].name)
+    if missing and not cfg.allow_missing:
+        raise SparkDataError(
+            f"{len(missing)} of {len(samples)} images of split '{cfg.split}' have no prediction in {folder}, "
+            f"e.g. {missing[0]}{NPZ_SUFFIX}. Predict them, or set allow_missing=true to score them as empty."
+        )
+    if missing:
+        log.warning("%d images have no prediction: scored as empty masks", len(missing))
+    for sample in samples:
+        if sample.name in files:
+            yield sample, load_mask_npz(files[sample.name])
+        else:
+            yield sample, None
+
+
+def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Score a checkpoint or a prediction folder against ground truth with the training metrics."""
+    if bool(cfg.ckpt) == bool(cfg.predictions):
+        raise ValueError("give exactly one of ckpt=PATH or predictions=DIR.")
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    samples = scan_split(datamodule.data_root, cfg.split)
+    metrics = segmentation_metrics()
+    per_image, worst = [], []  # worst: heap of the cfg.worst lowest-scoring (score, index, sample, pred)
+    pairs = _evaluation_pairs(cfg, samples)
+    for index, (sample, pred) in enumerate(track(pairs, total=len(samples), description="evaluate")):
+        truth = read_mask(sample.mask)
+        pred = np.zeros_like(truth) if pred is None else pred
+        if pred.shape != truth.shape:
+            raise SparkDataError(f"prediction for {sample.name} is {pred.shape}, its mask {sample.mask} is {truth.shape}.")
+        p, t = torch.from_numpy(pred.astype(np.int64))[None], torch.from_numpy(truth.astype(np.int64))[None]
+        metrics.update(p, t)
+        ious = {k: v.item() for k, v in per_image_iou(p, t).items()}
+        per_image.append({"name": sample.name, "spacecraft": SPACECRAFT[sample.spacecraft], **ious})
+        scored = [ious["iou_body"]] + ([ious["iou_panel"]] if ious["panel_scored"] else [])
+        heapq.heappush(worst, (-sum(scored) / len(scored), index, sample, pred))
+        if len(worst) > cfg.worst:
+            heapq.heappop(worst)  # drop the best of the kept ones
+    summary = {k: float(v) for k, v in metrics.compute().items()}
+    out = Path(cfg.paths.output_dir)
+    folder = out / "worst"
+    for rank, (_, _, sample, pred) in enumerate(sorted(worst, reverse=True)):
+        folder.mkdir(parents=True, exist_ok=True)
+        image = read_rgb(sample.image)
+        save_png(folder / f"{rank:02d}_{sample.name}.png", overlay(image, read_mask(sample.mask), pred))
+    write_json_atomic(out / "eval.json", {**summary, "split": cfg.split, "num_images": len(samples),
+                                          "source": str(cfg.ckpt or cfg.predictions), "per_image": per_image})
+    _print_table(summary)
+    return {"metrics": summary, "per_image": per_image, "output": out}
+
+
+def _print_table(summary: dict[str, float]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="SPARK evaluation")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("spark_score", "spark_body", "spark_panel", "iou", "iou_background", "iou_body", "iou_panel"):
+        table.add_row(key, f"{summary[key]:.4f}")
+    Console().print(table)

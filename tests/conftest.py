@@ -38,8 +38,7 @@ def compose_train(overrides: list[str] | None = None, config_name: str = "train"
         return compose(config_name=config_name, overrides=overrides or [], return_hydra_config=False)
 
 
-@pytest.fixture
-def cfg_tiny(tiny_root, tmp_path) -> DictConfig:
+def tiny_train_config(tiny_root: Path, tmp_path: Path, extra: list[str] | None = None) -> DictConfig:
     """Training config forced to CPU, tiny data, 2 train steps, CSV logging into tmp_path."""
     cfg = compose_train(
         [
@@ -55,8 +54,33 @@ def cfg_tiny(tiny_root, tmp_path) -> DictConfig:
             "trainer.num_sanity_val_steps=0",
             "trainer.log_every_n_steps=1",
             "logger=csv",
+            *(extra or []),
         ]
     )
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / "run")
+    return cfg
+
+
+@pytest.fixture
+def cfg_tiny(tiny_root, tmp_path) -> DictConfig:
+    return tiny_train_config(tiny_root, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def trained_ckpt(tiny_root, tmp_path_factory) -> Path:
+    """A small model trained for a few steps at 48 px (so prediction must upsample to 64)."""
+    from spark_lightning.tasks import run_train
+
+    tmp = tmp_path_factory.mktemp("trained")
+    cfg = tiny_train_config(tiny_root, tmp, ["model=unet_mobilenet_v2", "data.size=48", "trainer.max_epochs=2"])
+    run_train(cfg)
+    return tmp / "run" / "checkpoints" / "last.ckpt"
+
+
+def compose_task(name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """A predict/evaluate config composed in-process, writing into output_dir."""
+    cfg = compose_train(overrides, config_name=name)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
     return cfg

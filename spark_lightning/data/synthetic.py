@@ -202,13 +202,25 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def render_scene(rng: np.random.Generator, size: int, craft: int) -> tuple[np.ndarray, np.ndarray]:
-    """Render one image (uint8 RGB, size x size) and its exact class-index mask."""
+    """Render one image (uint8 RGB, size x size) and its exact class-index mask.
+
+    Like every real SPARK image, each one shows its spacecraft: a pose that leaves no body
+    pixel (possible for the tiniest scales) is drawn again.
+    """
+    for _ in range(20):
+        image, mask = _render_once(rng, size, craft)
+        if (mask == BODY).any():
+            break
+    return image, mask
+
+
+def _render_once(rng: np.random.Generator, size: int, craft: int) -> tuple[np.ndarray, np.ndarray]:
     ct = CRAFT_TYPES[SPACECRAFT[craft]]
     parts = build_craft(ct, rng)
     rot = _random_rotation(rng)
     extent = max(np.linalg.norm(p.verts, axis=1).max() for p in parts)
     # Projected diameter from a few dozen pixels to larger than the frame (cut by the border).
-    diameter = size * np.exp(rng.uniform(np.log(0.06), np.log(1.6)))
+    diameter = max(12.0, size * np.exp(rng.uniform(np.log(0.06), np.log(1.6))))
     scale = diameter / (2 * extent)
     center = rng.uniform(0.2, 0.8, size=2) * size
     light = rng.normal(size=3)
@@ -288,8 +300,13 @@ def render_scene(rng: np.random.Generator, size: int, craft: int) -> tuple[np.nd
     return np.clip(img, 0, 255).astype(np.uint8), mask
 
 
-def _write_jpeg(path: Path, rgb: np.ndarray, quality: int) -> None:
-    ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+def _write_jpeg(path: Path, rgb: np.ndarray, quality: int, full_chroma: bool = False) -> None:
+    """JPEG as the real data ships it. ``full_chroma`` (4:4:4, for masks) keeps the colours of
+    objects a few pixels wide, which 4:2:0 subsampling would smear below the decode thresholds."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    if full_chroma:
+        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], params)
     if not ok:
         raise OSError(f"JPEG encoding failed for {path}")
     path.write_bytes(buf.tobytes())
@@ -304,7 +321,7 @@ def _render_one(job: tuple[Path, str, str | None, int, int, int, int]) -> None:
         return
     folder = SPACECRAFT[craft]
     _write_jpeg(out / "images" / folder / split / f"{name}{IMAGE_SUFFIX}", image, 95)
-    _write_jpeg(out / "mask" / folder / split / f"{name}{MASK_SUFFIX}", encode_mask(mask), 90)
+    _write_jpeg(out / "mask" / folder / split / f"{name}{MASK_SUFFIX}", encode_mask(mask), 90, full_chroma=True)
 
 
 def generate(

@@ -1,0 +1,169 @@
+"""Full-resolution prediction: resize or sliding-window inference, flip TTA, logits upsampling.
+
+A model trained at ``data.size`` sees each image downscaled to that size; its class
+probabilities (not labels) are upsampled back to the image's own resolution before argmax,
+so boundaries stay smooth. Models trained on crops predict window by window (``slide``) with
+overlapping tiles blended by a smooth (Hann) weight, so tile seams do not show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from spark_lightning.data.spark import SparkDataError, read_rgb
+
+MODES = ("resize", "slide")
+TTAS = ("none", "flip")
+
+
+@dataclass
+class InferenceConfig:
+    """How to predict: ``size`` the working scale (None = full resolution), ``tile`` the
+    window side for ``slide`` mode, ``overlap`` its fraction, ``tta`` none or flip."""
+
+    mode: str = "resize"
+    size: int | None = None
+    tile: int | None = None
+    overlap: float = 0.25
+    tta: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"predict.mode={self.mode!r}: use one of {MODES}.")
+        if self.tta not in TTAS:
+            raise ValueError(f"predict.tta={self.tta!r}: use one of {TTAS}.")
+        if not 0 <= self.overlap < 1:
+            raise ValueError(f"predict.overlap={self.overlap} must be in [0, 1).")
+        if self.mode == "slide" and not self.tile:
+            raise ValueError("predict.mode=slide needs predict.tile (or a checkpoint trained with data.crop).")
+
+
+def _flips(tta: str) -> list[tuple[int, ...]]:
+    return [()] if tta == "none" else [(), (-1,), (-2,)]
+
+
+def _probs(net: nn.Module, x: torch.Tensor, tta: str) -> torch.Tensor:
+    """Softmax averaged over the TTA flips."""
+    out = 0
+    flips = _flips(tta)
+    for dims in flips:
+        xi = x.flip(dims) if dims else x
+        p = net(xi).float().softmax(1)
+        out = out + (p.flip(dims) if dims else p)
+    return out / len(flips)
+
+
+def _starts(length: int, tile: int, stride: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride)) + [length - tile]
+    return sorted(set(starts))
+
+
+def _hann(tile: int, device: torch.device) -> torch.Tensor:
+    w = torch.hann_window(tile + 2, periodic=False, device=device)[1:-1]
+    return (w[:, None] * w[None, :]).clamp_min(1e-3)
+
+
+def slide_probs(net: nn.Module, x: torch.Tensor, tile: int, overlap: float, tta: str) -> torch.Tensor:
+    """Sliding-window class probabilities over (B, 3, H, W), for any H, W (also not divisible by tile)."""
+    b, _, h, w = x.shape
+    stride = max(1, int(tile * (1 - overlap)))
+    total, weight = None, torch.zeros(1, 1, h, w, device=x.device)
+    for top in _starts(h, tile, stride):
+        for left in _starts(w, tile, stride):
+            window = x[..., top : top + tile, left : left + tile]
+            p = _probs(net, window, tta)
+            wt = _hann(tile, x.device)[: p.shape[-2], : p.shape[-1]]
+            if total is None:
+                total = torch.zeros(b, p.shape[1], h, w, device=x.device)
+            total[..., top : top + tile, left : left + tile] += p * wt
+            weight[..., top : top + tile, left : left + tile] += wt
+    return total / weight
+
+
+def working_probs(net: nn.Module, images: torch.Tensor, cfg: InferenceConfig) -> torch.Tensor:
+    """Class probabilities (B, C, h, w) for a batch already at the working scale."""
+    if cfg.mode == "slide":
+        return slide_probs(net, images, cfg.tile, cfg.overlap, cfg.tta)
+    return _probs(net, images, cfg.tta)
+
+
+def upsample(probs: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+    """Probabilities (not labels) brought to the image's own resolution."""
+    if tuple(probs.shape[-2:]) == tuple(out_size):
+        return probs
+    return F.interpolate(probs, size=tuple(out_size), mode="bilinear", align_corners=False)
+
+
+class ImageFolder(Dataset):
+    """Images read at the working scale, with their name and full-resolution size."""
+
+    def __init__(self, paths: list[Path], size: int | None) -> None:
+        self.paths, self.size = paths, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        path = self.paths[index]
+        full = read_rgb(path)  # raises SparkDataError naming the file
+        small = full if self.size is None else read_rgb(path, self.size)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(small.transpose(2, 0, 1))),
+            "full_size": full.shape[:2],
+            "path": str(path),
+        }
+
+
+def _collate(items: list[dict]) -> list[dict]:
+    return items
+
+
+def iter_predictions(
+    net: nn.Module, paths: list[Path], cfg: InferenceConfig, batch_size: int = 4, num_workers: int = 0,
+    device: torch.device | str = "cpu", amp: bool = True,
+) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
+    """Yield (path, label map uint8 at full resolution, probabilities C x H x W) per image."""
+    device = torch.device(device)
+    loader = DataLoader(ImageFolder(paths, cfg.size), batch_size=batch_size, num_workers=num_workers,
+                        collate_fn=_collate)
+    autocast = (torch.autocast("cuda", dtype=torch.float16) if amp and device.type == "cuda"
+                else contextlib.nullcontext())
+    net = net.to(device).eval()
+    with torch.inference_mode(), autocast:
+        for items in loader:
+            shapes = {tuple(it["image"].shape) for it in items}
+            groups = [items] if len(shapes) == 1 else [[it] for it in items]
+            for group in groups:
+                x = torch.stack([it["image"] for it in group]).to(device, non_blocking=True)
+                probs = working_probs(net, x, cfg)
+                for it, p in zip(group, probs):
+                    full = upsample(p[None], it["full_size"])[0]
+                    yield Path(it["path"]), full.argmax(0).to(torch.uint8).cpu().numpy(), full
+
+
+def load_network(ckpt: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
+    """The network and training hyperparameters stored in a Lightning checkpoint."""
+    from spark_lightning.module import SegmentationModule
+
+    ckpt = Path(ckpt).expanduser()
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"checkpoint {ckpt} does not exist.")
+    try:
+        module = SegmentationModule.load_from_checkpoint(ckpt, map_location=device)
+    except (RuntimeError, KeyError, TypeError) as err:
+        raise SparkDataError(
+            f"checkpoint {ckpt} does not match this version's SegmentationModule ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:300]}). Was it written by spark_lightning with the same model config?"
+        ) from err
+    return module.net.eval(), dict(module.hparams)

@@ -1,0 +1,17 @@
+"""``python -m spark_lightning.predict ...``: see conf/predict.yaml for the options."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from spark_lightning.tasks import run_predict
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    run_predict(cfg)
+
+
+if __name__ == "__main__":
+    main()
