@@ -16,11 +16,11 @@ import numpy as np
 from lightning.pytorch.callbacks import LearningRateMonitor
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.progress import track
 
 from spark_lightning.budget import apply_budget
-from spark_lightning.callbacks import write_json_atomic
+from spark_lightning.callbacks import AtomicCheckpointIO, write_json_atomic
 from spark_lightning.data.spark import SPACECRAFT, Sample, SparkDataError, read_mask, read_rgb, scan_images, scan_split
 from spark_lightning.inference import InferenceConfig, iter_predictions, load_network
 from spark_lightning.metrics import per_image_iou, segmentation_metrics
@@ -75,7 +75,37 @@ def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
     if not loggers:  # nothing to record learning rates to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     precision = resolve_precision(cfg.trainer.get("precision"), cfg.trainer.get("accelerator", "auto"))
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=precision, **kwargs)
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=precision,
+                       plugins=[AtomicCheckpointIO()], **kwargs)
+
+
+def resume_checkpoint(cfg: DictConfig) -> str | None:
+    """``ckpt_path`` if given; with ``resume=auto`` the run directory's last.ckpt (if any).
+
+    When resuming, the W&B logger continues the run directory's previous W&B run id.
+    """
+    if cfg.get("resume") not in (None, "auto"):
+        raise ValueError(f"resume={cfg.resume!r}: use resume=auto, or ckpt_path=PATH for a given checkpoint.")
+    ckpt = cfg.get("ckpt_path")
+    output_dir = Path(cfg.paths.output_dir)
+    if ckpt is None and cfg.get("resume") == "auto":
+        last = output_dir / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            ckpt = str(last)
+        else:
+            log.info("resume=auto: no %s yet, starting from scratch", last)
+    if ckpt is not None:
+        if not Path(ckpt).is_file():
+            raise FileNotFoundError(f"ckpt_path={ckpt} does not exist.")
+        log.info("resuming from %s", ckpt)
+        runs = sorted((output_dir / "wandb").glob("*run-*"))
+        wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+        if runs and wandb_cfg is not None and wandb_cfg.get("id") is None:
+            with open_dict(cfg):
+                wandb_cfg.id = runs[-1].name.rsplit("-", 1)[-1]
+                wandb_cfg.resume = "allow"
+            log.info("continuing W&B run %s", wandb_cfg.id)
+    return ckpt
 
 
 def _finish_wandb() -> None:
@@ -101,10 +131,11 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
         transform = instantiate(cfg.aug) if cfg.get("aug") else None
         datamodule = instantiate(cfg.data, train_transform=transform)
         module = build_module(cfg)
+        ckpt_path = resume_checkpoint(cfg)
         trainer = build_trainer(cfg)
         for logger in trainer.loggers:
             logger.log_hyperparams(_container(cfg))
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         best = metrics
         metrics_file = output_dir / "metrics.json"
@@ -243,3 +274,22 @@ def _print_table(summary: dict[str, float]) -> None:
     for key in ("spark_score", "spark_body", "spark_panel", "iou", "iou_background", "iou_body", "iou_panel"):
         table.add_row(key, f"{summary[key]:.4f}")
     Console().print(table)
+
+
+def run_export(cfg: DictConfig) -> dict[str, Any]:
+    """Export a checkpoint's network to ONNX and check it against PyTorch."""
+    if cfg.format != "onnx":
+        raise ValueError(f"format={cfg.format!r}: only 'onnx' is supported.")
+    from spark_lightning.onnx_export import export_onnx, onnx_parity
+
+    net, hparams = load_network(cfg.ckpt)
+    size = (hparams.get("inference") or {}).get("size") or 512
+    out = Path(cfg.output or Path(cfg.ckpt).with_suffix(".onnx")).expanduser()
+    dynamic = export_onnx(net, out, size, cfg.opset, cfg.dynamic_spatial)
+    shapes = [(1, 3, size, size), (3, 3, size, size)] + ([(1, 3, size + 6, size - 10)] if dynamic else [])
+    diff = onnx_parity(net, out, shapes)
+    print(f"exported {out} (dynamic batch{', height, width' if dynamic else ''}); "
+          f"max abs diff vs PyTorch: {diff:.3g} over inputs {shapes}")
+    if diff > cfg.tolerance:
+        raise RuntimeError(f"ONNX output differs from PyTorch by {diff:.3g} > tolerance {cfg.tolerance}: {out}")
+    return {"path": out, "max_abs_diff": diff, "dynamic_spatial": dynamic}

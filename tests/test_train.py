@@ -29,7 +29,7 @@ def test_two_steps_in_process(cfg_tiny):
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert len(list((run / "checkpoints").glob("epoch000-score*.ckpt"))) == 1
     assert (run / "config.yaml").is_file()
-    header = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    header = (run / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"train/loss_step", "val/spark_score", "val/iou_body", "lr-AdamW"} <= set(header)
 
 

@@ -46,9 +46,8 @@ class SegmentationNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         x = (x.float() - self.mean) / self.std
-        pad_h, pad_w = -h % self.stride, -w % self.stride
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > max(pad_h, pad_w) else "constant")
+        # Always pad (often by 0): no shape-dependent branch, so exported graphs stay valid for any size.
+        x = F.pad(x, (0, -w % self.stride, 0, -h % self.stride), mode="replicate")
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         out = self.model(x)

@@ -1,0 +1,108 @@
+"""Resume after a kill, atomic checkpoints, and ONNX export parity."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from spark_lightning.callbacks import AtomicCheckpointIO
+from spark_lightning.tasks import run_export, run_train
+
+from .conftest import compose_task
+
+
+def test_atomic_checkpoint_survives_failed_save(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"epoch": 1}, path)
+
+    def broken_save(obj, f):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt  # killed mid-write
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_resume_auto_continues_in_process(cfg_tiny):
+    cfg_tiny.trainer.max_epochs = 1
+    first = run_train(cfg_tiny)["trainer"]
+    assert first.current_epoch == 1 and first.global_step == 2
+    cfg_tiny.trainer.max_epochs = 2
+    cfg_tiny.resume = "auto"
+    second = run_train(cfg_tiny)["trainer"]
+    assert second.global_step == 4  # continued, not restarted
+    history = json.loads((Path(cfg_tiny.paths.output_dir) / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [0, 1]
+
+
+def test_every_n_train_steps_checkpoints(cfg_tiny):
+    cfg_tiny.callbacks.checkpoint.every_n_train_steps = 1
+    cfg_tiny.trainer["limit_train_batches"] = 3
+    calls = []
+    original = AtomicCheckpointIO.save_checkpoint  # every checkpoint goes through it
+
+    def spy(self, checkpoint, path, storage_options=None):
+        calls.append((checkpoint["global_step"], Path(path).name))
+        original(self, checkpoint, path, storage_options)
+
+    AtomicCheckpointIO.save_checkpoint = spy
+    try:
+        run_train(cfg_tiny)
+    finally:
+        AtomicCheckpointIO.save_checkpoint = original
+    steps_with_last = sorted({s for s, name in calls if name == "last.ckpt"})
+    assert steps_with_last[:3] == [1, 2, 3]
+
+
+def test_resume_bad_option(cfg_tiny):
+    cfg_tiny.resume = "yes"
+    with pytest.raises(ValueError, match="resume='yes'"):
+        run_train(cfg_tiny)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_finishes_right_epoch_count(tiny_root, tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "SPARK_LIGHTNING_CACHE": str(tmp_path / "cache")}
+    args = [sys.executable, "-m", "spark_lightning.train", f"data.root={tiny_root}", "data.size=64",
+            "data.batch_size=4", "data.num_workers=0", "model=unet_mobilenet_v2", "trainer.max_epochs=4",
+            "+trainer.limit_train_batches=3", "logger=csv", "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert last.exists(), "the run ended before its first checkpoint"
+    done_epochs = torch.load(last, weights_only=False)["epoch"]
+    assert done_epochs < 3, "killed too late to test resuming"  # "epoch" is the 0-based index of the saved epoch
+    resumed = subprocess.run(args + ["resume=auto"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in (run_dir / "train.log").read_text()
+    final = torch.load(last, weights_only=False)
+    assert final["epoch"] == 3 and final["global_step"] == 12  # 4 epochs x 3 steps
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["final"]["epoch"] == 3
+
+
+@pytest.mark.slow
+def test_onnx_export_parity(trained_ckpt, tmp_path, capsys):
+    cfg = compose_task("export", [f"ckpt={trained_ckpt}", f"output={tmp_path / 'm.onnx'}"], tmp_path)
+    result = run_export(cfg)
+    assert result["path"].is_file() and result["dynamic_spatial"]
+    assert result["max_abs_diff"] < 1e-3
+    assert "max abs diff vs PyTorch" in capsys.readouterr().out
