@@ -9,7 +9,6 @@ export NO_ALBUMENTATIONS_UPDATE ?= 1
 
 install:  ## create .venv and install the package with dev extras (torch from local wheels here)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e '.[dev]'
 
 test:  ## whole test suite (CPU, a few minutes)

@@ -47,3 +47,11 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def publish(title: str, rows: list[dict], out: Path = RESULTS) -> str:
+    """Print the rows as a table and append it to the results file."""
+    table = markdown_table(rows, list(rows[0]))
+    print(table)
+    append_results(title, table, out)
+    return table

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, append_results, compose_cfg, markdown_table  # noqa: E402
+from common import ROOT, compose_cfg, publish  # noqa: E402
 
 from spark_lightning.budget import GiB, cuda_train_probe, largest_fitting_batch, split_batch  # noqa: E402
 from spark_lightning.losses import float32_loss  # noqa: E402
@@ -87,9 +87,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if device == "cuda":
             torch.cuda.empty_cache()
     columns = ["model", "size", "precision", "micro_batch", "accumulation", "peak_gib", "train_img_s", "note"]
-    table = markdown_table(rows, columns)
-    print(table)
-    append_results(f"Memory table ({args.budget_gb:g} GiB budget, effective batch {args.effective})", table, args.out)
+    rows = [{c: r.get(c, "") for c in columns} for r in rows]
+    publish(f"Memory table ({args.budget_gb:g} GiB budget, effective batch {args.effective})", rows, args.out)
     return rows
 
 

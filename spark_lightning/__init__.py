@@ -20,3 +20,23 @@ def _set_offline_defaults() -> None:
 
 
 _set_offline_defaults()
+
+
+def _register_resolvers() -> None:
+    """``${job_dirname:${hydra.job.num},${hydra.job.override_dirname}}``: a sweep job's folder
+    name, its overrides cut to a length every file system accepts (255 bytes), plus a hash."""
+    import hashlib
+
+    from omegaconf import OmegaConf
+
+    def job_dirname(num: int, overrides: str, max_len: int = 120) -> str:
+        if len(overrides) > max_len:
+            digest = hashlib.sha1(overrides.encode()).hexdigest()[:8]
+            overrides = f"{overrides[: max_len - 9]}_{digest}"
+        return f"{num}_{overrides}" if overrides else str(num)
+
+    if not OmegaConf.has_resolver("job_dirname"):
+        OmegaConf.register_new_resolver("job_dirname", job_dirname)
+
+
+_register_resolvers()

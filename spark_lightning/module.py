@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from spark_lightning.data.spark import CLASSES
 from spark_lightning.losses import float32_loss
 from spark_lightning.metrics import segmentation_metrics
-from spark_lightning.optim import param_groups
+from spark_lightning.optim import build_optimizer
 
 
 class SegmentationModule(L.LightningModule):
@@ -83,10 +83,7 @@ class SegmentationModule(L.LightningModule):
         self._log_metrics(self.val_metrics)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        opt_cfg = dict(self.hparams.optimizer)
-        mult = opt_cfg.pop("encoder_lr_mult", 1.0)
-        params = param_groups(self.net, opt_cfg["lr"], mult)
-        optimizer = instantiate(opt_cfg)(params=params)
+        optimizer = build_optimizer(self.hparams.optimizer, self.net)
         if not self.hparams.scheduler:
             return {"optimizer": optimizer}
         total = int(self.trainer.estimated_stepping_batches)

@@ -7,6 +7,7 @@ config fits any run length. Warmup is given in steps or in epochs.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable
 
@@ -14,14 +15,19 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
 
+log = logging.getLogger(__name__)
+
 
 def _warmup_steps(warmup_steps: int, warmup_epochs: float, steps_per_epoch: int, total_steps: int) -> int:
+    """Warmup length in steps; a warmup as long as the whole run (a short debug run with the
+    default one-epoch warmup) is cut to half the run, with a warning, rather than failing."""
     steps = warmup_steps or round(warmup_epochs * steps_per_epoch)
-    if steps < 0 or steps >= max(total_steps, 1):
-        raise ValueError(
-            f"scheduler warmup of {steps} steps must be >= 0 and below the run's {total_steps} optimizer steps: "
-            "lower scheduler.warmup_steps / scheduler.warmup_epochs."
-        )
+    if steps < 0:
+        raise ValueError(f"scheduler warmup of {steps} steps: scheduler.warmup_steps/warmup_epochs must be >= 0.")
+    if steps and steps >= total_steps:
+        log.warning("scheduler warmup of %d steps >= the run's %d optimizer steps: warming up for %d",
+                    steps, total_steps, total_steps // 2)
+        steps = total_steps // 2
     return steps
 
 
@@ -76,3 +82,12 @@ def param_groups(net: nn.Module, lr: float, encoder_lr_mult: float = 1.0) -> lis
     enc_ids = {id(p) for p in encoder.parameters()}
     rest = [p for p in net.parameters() if id(p) not in enc_ids]
     return [{"params": list(encoder.parameters()), "lr": lr * encoder_lr_mult}, {"params": rest, "lr": lr}]
+
+
+def build_optimizer(config: dict, net: nn.Module) -> Optimizer:
+    """Instantiate a ``_partial_`` optimizer config for ``net``, honouring ``encoder_lr_mult``."""
+    from hydra.utils import instantiate
+
+    config = dict(config)
+    mult = config.pop("encoder_lr_mult", 1.0)
+    return instantiate(config)(params=param_groups(net, config["lr"], mult))

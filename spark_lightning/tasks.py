@@ -69,9 +69,55 @@ def build_module(cfg: DictConfig) -> SegmentationModule:
     )
 
 
+def _hydra_job() -> tuple[list[str], str | None]:
+    """(this job's overrides, the sweep's name when running under --multirun)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return [], None
+    hc = HydraConfig.get()
+    sweep = Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
+    return list(hc.overrides.task), sweep
+
+
+def configure_wandb(cfg: DictConfig) -> None:
+    """One W&B run per job: group = the sweep, tags = the overrides, name = the run directory."""
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if wandb_cfg is None:
+        return
+    overrides, sweep = _hydra_job()
+    with open_dict(cfg):
+        if not wandb_cfg.get("group"):
+            wandb_cfg.group = sweep
+        if not wandb_cfg.get("tags"):
+            wandb_cfg.tags = [o[:64] for o in overrides if not o.startswith(("hydra.", "data.root"))]
+        if not wandb_cfg.get("name"):
+            wandb_cfg.name = Path(cfg.paths.output_dir).name
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    """Instantiate loggers; if W&B cannot start, warn and carry on with the others."""
+    loggers = []
+    for name, value in (cfg.get("logger") or {}).items():
+        if value is None:
+            continue
+        try:
+            logger = instantiate(value)
+            if name == "wandb":
+                _ = logger.experiment  # starts the run now, so a failure shows here
+            loggers.append(logger)
+        except Exception as err:
+            if name != "wandb":
+                raise
+            log.warning("W&B could not start (%s: %s); continuing with the other loggers (CSV).",
+                        type(err).__name__, err)
+    return loggers
+
+
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
     callbacks = instantiate_dict(cfg.get("callbacks"))
-    loggers = instantiate_dict(cfg.get("logger"))
+    loggers = build_loggers(cfg)
     if not loggers:  # nothing to record learning rates to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     precision = resolve_precision(cfg.trainer.get("precision"), cfg.trainer.get("accelerator", "auto"))
@@ -125,6 +171,7 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
         L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    configure_wandb(cfg)
     OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
     try:
         apply_budget(cfg, build_module)
@@ -143,7 +190,12 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
             best = json.loads(metrics_file.read_text())["best"]
         log.info("best %s: %s (run dir %s)", cfg.get("monitor", "val/spark_score"), best.get("val/spark_score"), output_dir)
         return {"metrics": best, "final": metrics, "trainer": trainer, "module": module, "datamodule": datamodule}
-    except Exception:
+    except Exception as err:
+        # A marker the sweep report reads; the exception still fails this job (and only it).
+        cause = err
+        while cause.__cause__ is not None:  # Hydra wraps errors raised in instantiated targets
+            cause = cause.__cause__
+        (output_dir / "FAILED").write_text(f"{type(cause).__name__}: {cause}\n")
         log.exception("training failed; run dir %s", output_dir)
         raise
     finally:

@@ -10,8 +10,8 @@ from spark_lightning.tasks import run_train
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Return the best validation SPARK score (what Hydra sweepers optimise)."""
-    return run_train(cfg)["metrics"].get("val/spark_score")
+    """Return the best value of ``optimized_metric`` (val/spark_score): what sweepers optimise."""
+    return run_train(cfg)["metrics"].get(cfg.get("optimized_metric") or "val/spark_score")
 
 
 if __name__ == "__main__":

@@ -72,8 +72,10 @@ def test_model_option_forward_backward_odd_size(option):
     out = net(torch.randint(0, 255, (2, 3, 70, 58), dtype=torch.uint8))
     assert out.shape == (2, 3, 70, 58)
     out.square().mean().backward()
-    grads = [p.grad for p in net.parameters() if p.requires_grad]
-    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+    params = [p for p in net.parameters() if p.requires_grad]
+    with_grad = [p for p in params if p.grad is not None and p.grad.abs().sum() > 0]
+    # Some encoders keep a few unused layers (EfficientNet's conv head): nearly all, not all.
+    assert sum(p.numel() for p in with_grad) >= 0.9 * sum(p.numel() for p in params)
 
 
 @pytest.mark.parametrize("option", options("loss"))
@@ -84,7 +86,7 @@ def test_loss_option(option):
     value = loss(logits, target)
     value.backward()
     assert torch.isfinite(value) and logits.grad.abs().sum() > 0
-    perfect = 20 * torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float()
+    perfect = 40 * torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() - 20  # softmax- and sigmoid-perfect
     assert loss(perfect, target) < 0.05 < value
     with torch.autocast("cpu", dtype=torch.bfloat16):  # our float32 path survives autocast
         from spark_lightning.losses import float32_loss
@@ -94,8 +96,11 @@ def test_loss_option(option):
 
 @pytest.mark.parametrize("option", options("optimizer"))
 def test_optimizer_option(option):
-    opt = instantiate(compose_train([f"optimizer={option}"]).optimizer)(params=[torch.nn.Parameter(torch.zeros(2))])
-    assert isinstance(opt, torch.optim.Optimizer)
+    from spark_lightning.optim import build_optimizer
+
+    cfg = compose_train([f"optimizer={option}"]).optimizer
+    opt = build_optimizer(OmegaConf.to_container(cfg), torch.nn.Linear(2, 2))
+    assert isinstance(opt, torch.optim.Optimizer) and opt.param_groups[0]["lr"] == cfg.lr
 
 
 def test_every_callback_and_logger_instantiates(tmp_path):

@@ -6,11 +6,10 @@ import math
 
 import pytest
 import torch
-from hydra.utils import instantiate
 
 from spark_lightning.budget import apply_budget, largest_fitting_batch, split_batch
 from spark_lightning.models import build_model
-from spark_lightning.optim import cosine, onecycle, param_groups, poly
+from spark_lightning.optim import build_optimizer, cosine, onecycle, param_groups, poly
 
 from .conftest import compose_train
 
@@ -45,9 +44,12 @@ def test_onecycle_peaks_at_configured_lr():
     assert values[0] == pytest.approx(0.4 / 25)
 
 
-def test_warmup_longer_than_run_is_an_error():
-    with pytest.raises(ValueError, match="scheduler.warmup_steps"):
-        lrs(lambda o: poly(o, total_steps=5, warmup_steps=5), 1)
+def test_warmup_longer_than_run_is_cut_with_a_warning(caplog):
+    values = lrs(lambda o: poly(o, total_steps=4, power=1.0, warmup_epochs=1, steps_per_epoch=4), 4)
+    assert values[:2] == pytest.approx([0.5, 1.0])  # warmup cut to 2 steps
+    assert "warming up for 2" in caplog.text
+    with pytest.raises(ValueError, match="must be >= 0"):
+        lrs(lambda o: poly(o, total_steps=5, warmup_steps=-1), 1)
 
 
 @pytest.mark.parametrize("option", ["none", "poly", "cosine", "onecycle"])
@@ -65,14 +67,14 @@ def test_scheduler_configs_through_module(option, cfg_tiny):
 
 def test_encoder_lr_mult_splits_groups():
     net = build_model(encoder="resnet18")
-    opt = instantiate(compose_train(["optimizer=sgd"]).optimizer)
     groups = param_groups(net, lr=0.01, encoder_lr_mult=0.1)
     optimizer = torch.optim.SGD(groups, lr=0.01)
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.001, 0.01])
     n_enc = sum(p.numel() for p in net.model.encoder.parameters())
     assert sum(p.numel() for p in optimizer.param_groups[0]["params"]) == n_enc
     assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == sum(p.numel() for p in net.parameters())
-    assert callable(opt)
+    cfg = {**compose_train(["optimizer=sgd"]).optimizer, "encoder_lr_mult": 0.1, "lr": 0.02}
+    assert [g["lr"] for g in build_optimizer(cfg, net).param_groups] == pytest.approx([0.002, 0.02])
 
 
 def fake_memory(per_image: float, fixed: float = 1.0):

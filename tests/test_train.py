@@ -104,3 +104,31 @@ def test_train_command_bad_root_is_one_clear_error(tmp_path):
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert f"data root {tmp_path / 'nope'} does not exist" in proc.stderr
+
+
+def test_precise_bn_recomputes_running_stats():
+    from types import SimpleNamespace
+
+    import lightning as L
+    from lightning.pytorch.plugins.precision import Precision
+
+    from spark_lightning.callbacks import PreciseBatchNorm
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.bn = torch.nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            return self.bn(x.float())
+
+    module = Tiny().eval()
+    callback = PreciseBatchNorm(num_batches=2)
+    trainer = SimpleNamespace(sanity_checking=False, precision_plugin=Precision())
+    batches = [torch.full((2, 3, 4, 4), v, dtype=torch.uint8) for v in (10, 50, 90)]
+    for b in batches:
+        callback.on_train_batch_end(trainer, module, None, {"image": b}, 0)
+    callback.on_validation_epoch_start(trainer, module)
+    # Only the last two batches count, averaged: (50 + 90) / 2.
+    assert torch.allclose(module.bn.running_mean, torch.full((3,), 70.0))
+    assert not module.bn.training and module.bn.momentum == 0.1

@@ -1,0 +1,163 @@
+"""``python -m spark_lightning.report SWEEP_DIR``: compare the runs of a sweep, no W&B needed.
+
+Reads every run directory under SWEEP_DIR (``metrics.json``, ``csv/version_*/metrics.csv``,
+``.hydra/overrides.yaml``, a ``FAILED`` marker) and writes, into SWEEP_DIR:
+``report.md`` and ``report.csv`` (one row per run, best SPARK score first, failed runs last),
+``best_score.png`` and ``val_curves.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+COLUMNS = ["run", "overrides", "status", "spark_score", "iou", "iou_body", "iou_panel", "best_epoch", "epochs",
+           "img_per_s", "peak_mem_gib"]
+
+
+def _overrides(run: Path) -> str:
+    path = run / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return ""
+    lines = [ln[2:].strip() for ln in path.read_text().splitlines() if ln.startswith("- ")]
+    return " ".join(ln for ln in lines if not ln.startswith(("hydra.", "data.root")))
+
+
+def _curves(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """Per-epoch validation values from the CSV logs (all versions, i.e. across resumes)."""
+    curves: dict[str, dict[int, float]] = {}
+    for path in sorted(run.glob("csv/**/metrics.csv")):
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                for key in ("val/spark_score", "val/iou"):
+                    if row.get(key) and row.get("epoch"):
+                        curves.setdefault(key, {})[int(float(row["epoch"]))] = float(row[key])
+    return {k: sorted(v.items()) for k, v in curves.items()}
+
+
+def read_run(run: Path) -> dict:
+    """One report row (plus curves) for a run directory."""
+    row: dict = {"run": run.name, "overrides": _overrides(run), "path": run}
+    metrics_file = run / "metrics.json"
+    if (run / "FAILED").exists():
+        row["status"] = "failed: " + (run / "FAILED").read_text().strip().splitlines()[0][:160]
+    elif metrics_file.is_file():
+        row["status"] = "ok"
+    else:
+        row["status"] = "incomplete"
+    if metrics_file.is_file():
+        data = json.loads(metrics_file.read_text())
+        best, history = data["best"], data.get("history", [])
+        row.update(
+            spark_score=best.get("val/spark_score"),
+            iou=best.get("val/iou"),
+            iou_body=best.get("val/iou_body"),
+            iou_panel=best.get("val/iou_panel"),
+            best_epoch=best.get("epoch"),
+            epochs=(history[-1]["epoch"] + 1) if history else None,
+        )
+        perf = [h for h in history if "perf/img_per_s" in h]
+        if perf:
+            row["img_per_s"] = perf[-1]["perf/img_per_s"]
+            row["peak_mem_gib"] = max(h.get("perf/peak_mem_gib", 0.0) for h in perf)
+    row["curves"] = _curves(run)
+    return row
+
+
+def find_runs(sweep_dir: Path) -> list[Path]:
+    """Run directories: those Hydra made (``.hydra/``) or that hold a metrics.json."""
+    runs = {p.parent for p in sweep_dir.glob("**/.hydra")} | {p.parent for p in sweep_dir.glob("**/metrics.json")}
+    return sorted(r for r in runs if r != sweep_dir or (r / "metrics.json").exists())
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
+    return str(value)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _plots(rows: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scored = [r for r in rows if r.get("spark_score") is not None]
+    fig, ax = plt.subplots(figsize=(8, 0.4 * max(3, len(scored)) + 1))
+    ax.barh([r["overrides"] or r["run"] for r in scored][::-1], [r["spark_score"] for r in scored][::-1])
+    ax.set_xlabel("best val/spark_score")
+    ax.set_xlim(0, 1)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    _atomic_write(out / "best_score.png", buf.getvalue())
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for ax, key in zip(axes, ("val/spark_score", "val/iou")):
+        for r in rows:
+            points = r["curves"].get(key)
+            if points:
+                ax.plot(*zip(*points), marker="o", label=r["overrides"] or r["run"])
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+    axes[0].legend(fontsize="small")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    _atomic_write(out / "val_curves.png", buf.getvalue())
+
+
+def write_report(sweep_dir: str | Path) -> list[dict]:
+    """Write report.md, report.csv and the plots into sweep_dir; return the rows in order."""
+    sweep_dir = Path(sweep_dir).expanduser()
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"sweep directory {sweep_dir} does not exist.")
+    runs = find_runs(sweep_dir)
+    if not runs:
+        raise FileNotFoundError(f"no run directories (with .hydra/ or metrics.json) under {sweep_dir}.")
+    rows = [read_run(r) for r in runs]
+    rows.sort(key=lambda r: (r["status"] != "ok", -(r["spark_score"] if r.get("spark_score") is not None else -1.0),
+                             r["run"]))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows({k: _fmt(r.get(k)) for k in COLUMNS} for r in rows)
+    _atomic_write(sweep_dir / "report.csv", buf.getvalue().encode())
+    lines = [f"# Sweep report: {sweep_dir.name}", "", f"{len(rows)} runs, best SPARK score first.", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_fmt(r.get(k)).replace("|", "/") for k in COLUMNS) + " |" for r in rows]
+    lines += ["", "![best score](best_score.png)", "", "![validation curves](val_curves.png)", ""]
+    _atomic_write(sweep_dir / "report.md", "\n".join(lines).encode())
+    _plots(rows, sweep_dir)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep_dir", type=Path, help="a multirun directory (or any folder of run directories)")
+    args = parser.parse_args(argv)
+    try:
+        rows = write_report(args.sweep_dir)
+    except FileNotFoundError as err:
+        parser.exit(2, f"error: {err}\n")
+    print((args.sweep_dir / "report.md").read_text())
+    print(f"wrote {args.sweep_dir / 'report.md'}, report.csv, best_score.png, val_curves.png ({len(rows)} runs)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Multirun sweeps, W&B runs per job, failing jobs, experiments, launchers, and the report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from spark_lightning.report import main as report_main
+from spark_lightning.report import write_report
+
+from .conftest import compose_train
+
+TINY_ARGS = ["data.size=64", "data.batch_size=4", "data.num_workers=0", "trainer.max_epochs=1",
+             "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1", "callbacks.progress_bar=null"]
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SPARK_LIGHTNING_CACHE": str(cwd / "cache"), "WANDB_MODE": "offline"}
+    env.pop("WANDB_API_KEY", None)
+    return subprocess.run([sys.executable, "-m", "spark_lightning.train", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_two_by_two_multirun_with_wandb_and_report(tiny_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(["--multirun", "model=unet_mobilenet_v2,deeplabv3_mnv3", "loss=ce,jaccard", f"data.root={tiny_root}",
+                    *TINY_ARGS, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
+    assert len(runs) == 4
+    configs = [OmegaConf.load(r / "config.yaml") for r in runs]
+    assert {(c.loss._target_.rsplit(".", 1)[1], c.model.arch) for c in configs} == {
+        (loss, arch) for loss in ("CrossEntropy", "JaccardLoss") for arch in ("unet", "tv_deeplabv3_mnv3")}
+    wandb_runs = [p for r in runs for p in (r / "wandb").glob("offline-run-*")]
+    assert len(wandb_runs) == 4 and len({p.name.rsplit("-", 1)[1] for p in wandb_runs}) == 4
+    assert {c.logger.wandb.group for c in configs} == {"sweep"}  # one group: the sweep
+    for r, c in zip(runs, configs):  # tags = the job's overrides (paths left out)
+        overrides = [o for o in OmegaConf.load(r / ".hydra" / "overrides.yaml") if not o.startswith("data.root")]
+        assert sorted(c.logger.wandb.tags) == sorted(overrides)
+    rows = write_report(sweep)
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
+    scores = [r["spark_score"] for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    table = list(csv.DictReader(open(sweep / "report.csv")))
+    assert [t["run"] for t in table] == [r["run"] for r in rows]
+    assert all(float(t["img_per_s"]) > 0 for t in table)
+    assert (sweep / "best_score.png").stat().st_size > 1000 and (sweep / "val_curves.png").is_file()
+    assert "| run | overrides |" in (sweep / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_failing_job_is_reported_and_others_finish(tiny_root, tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(["-m", "model=unet_mobilenet_v2", "model.encoder=mobilenet_v2,no_such_encoder", "logger=csv",
+                    f"data.root={tiny_root}", *TINY_ARGS, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert proc.returncode != 0
+    assert "no_such_encoder" in proc.stderr
+    by_encoder = {next(o for o in OmegaConf.load(r / ".hydra" / "overrides.yaml") if o.startswith("model.encoder")): r
+                  for r in (p.parent.parent for p in sweep.glob("*/.hydra/overrides.yaml"))}
+    good, bad = by_encoder["model.encoder=mobilenet_v2"], by_encoder["model.encoder=no_such_encoder"]
+    assert (good / "metrics.json").is_file() and not (good / "FAILED").exists()
+    assert "is not a known encoder" in (bad / "FAILED").read_text()
+    report_main([str(sweep)])
+    rows = list(csv.DictReader(open(sweep / "report.csv")))
+    assert [r["status"] for r in rows][0] == "ok" and rows[1]["status"].startswith("failed: ValueError")
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_job_dirname_stays_short():
+    from omegaconf import OmegaConf
+
+    import spark_lightning  # noqa: F401  (registers the resolver)
+
+    long = ",".join(f"key{i}=value{i}" for i in range(40))
+    cfg = OmegaConf.create({"short": "loss=ce", "long": long, "a": "${job_dirname:3,${short}}",
+                            "b": "${job_dirname:4,${long}}"})
+    assert cfg.a == "3_loss=ce"
+    assert len(cfg.b) <= 122 and cfg.b.startswith("4_key0=value0") and cfg.b != f"4_{long[:111]}"
+
+
+def test_report_on_empty_dir_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        report_main([str(tmp_path)])
+    assert err.value.code == 2 and "no run directories" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["backbone_sweep", "loss_sweep", "optimizer_sweep"])
+def test_sweep_experiments_set_sweeper_params(name):
+    from hydra import compose, initialize_config_dir
+
+    from .conftest import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={name}"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    group = {"backbone_sweep": "model", "loss_sweep": "loss", "optimizer_sweep": "optimizer"}[name]
+    options = params[group].split(",")
+    assert len(options) >= 3
+    for option in options:  # every swept option exists
+        compose_train([f"{group}={option}"])
+    assert name in cfg.hydra.sweep.dir
+
+
+def test_slurm_launcher_config():
+    from hydra import compose, initialize_config_dir
+
+    from .conftest import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu",
+                                          "hydra.launcher.array_parallelism=4"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.gpus_per_node == 1 and launcher.partition == "gpu" and launcher.array_parallelism == 4
+
+
+def test_ddp_trainer_config():
+    cfg = compose_train(["trainer=ddp"])
+    assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == 2
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_under_multirun(tiny_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(["-m", "trainer=ddp", "trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.sync_batchnorm=false",
+                    "model=unet_mobilenet_v2", "logger=csv", f"data.root={tiny_root}", *TINY_ARGS,
+                    f"hydra.sweep.dir={sweep}"], tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = [p.parent for p in sweep.glob("*/metrics.json")]
+    assert len(runs) == 1, "DDP ranks must not re-launch the sweep"
+    assert len([p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")]) == 1
+    assert "world_size: 2" in proc.stderr or "distributed_backend=gloo" in proc.stderr
+
+
+@pytest.mark.slow
+def test_optuna_search_writes_study_and_resumes(tiny_root, tmp_path):
+    import optuna
+
+    sweep = tmp_path / "optuna"
+    args = ["hparams_search=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2",
+            "model=unet_mobilenet_v2", "logger=csv", f"data.root={tiny_root}", *TINY_ARGS,
+            f"hydra.sweep.dir={sweep}"]
+    proc = run_cli(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    storage = f"sqlite:///{sweep / 'optuna.db'}"
+    study = optuna.load_study(study_name="spark_search", storage=storage)
+    assert len(study.trials) == 3 and all(t.value is not None and 0 <= t.value <= 1 for t in study.trials)
+    proc = run_cli([*args, "hydra.sweeper.n_trials=1"], tmp_path)  # continue the interrupted search
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(optuna.load_study(study_name="spark_search", storage=storage).trials) == 4
