@@ -91,12 +91,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
             first = loader_rate(dataset, 0)  # fills the cache
             cached_one = loader_rate(dataset, 0)
             nocache = SparkDataset(samples, size_arg, None, dataset.transform)
+            nocache_one = loader_rate(nocache, 0)
             nocache_all = loader_rate(nocache, args.workers)
             cached_all = loader_rate(dataset, args.workers)
             rows.append({"size": size, "decode_pil_img_s": f"{pil:.1f}", "decode_cv2_img_s": f"{ocv:.1f}",
-                         "first_epoch_1w": f"{first:.1f}", "cached_1w": f"{cached_one:.1f}",
+                         "first_epoch_1w": f"{first:.1f}", "nocache_1w": f"{nocache_one:.1f}",
+                         "cached_1w": f"{cached_one:.1f}", "cache_speedup_1w": f"{cached_one / nocache_one:.1f}x",
                          f"nocache_{args.workers}w": f"{nocache_all:.1f}", f"cached_{args.workers}w": f"{cached_all:.1f}",
-                         "cache_speedup": f"{cached_all / nocache_all:.1f}x"})
+                         f"cache_speedup_{args.workers}w": f"{cached_all / nocache_all:.1f}x"})
             print(rows[-1], flush=True)
     publish(f"Data pipeline ({args.source_size}² JPEG source, light aug, {args.images} images)", rows, args.out)
     return rows

@@ -52,13 +52,11 @@ def _flips(tta: str) -> list[tuple[int, ...]]:
 
 
 def _probs(net: nn.Module, x: torch.Tensor, tta: str) -> torch.Tensor:
-    """Softmax averaged over the TTA flips."""
-    out = 0
+    """Softmax averaged over the TTA flips, all flips in one forward pass."""
     flips = _flips(tta)
-    for dims in flips:
-        xi = x.flip(dims) if dims else x
-        p = net(xi).float().softmax(1)
-        out = out + (p.flip(dims) if dims else p)
+    batch = torch.cat([x.flip(dims) if dims else x for dims in flips]) if len(flips) > 1 else x
+    probs = net(batch).float().softmax(1).chunk(len(flips))
+    out = sum(p.flip(dims) if dims else p for p, dims in zip(probs, flips))
     return out / len(flips)
 
 
@@ -74,20 +72,25 @@ def _hann(tile: int, device: torch.device) -> torch.Tensor:
     return (w[:, None] * w[None, :]).clamp_min(1e-3)
 
 
-def slide_probs(net: nn.Module, x: torch.Tensor, tile: int, overlap: float, tta: str) -> torch.Tensor:
-    """Sliding-window class probabilities over (B, 3, H, W), for any H, W (also not divisible by tile)."""
+def slide_probs(net: nn.Module, x: torch.Tensor, tile: int, overlap: float, tta: str,
+                windows_per_pass: int = 8) -> torch.Tensor:
+    """Sliding-window class probabilities over (B, 3, H, W), for any H, W (also not divisible by
+    tile); windows go through the network ``windows_per_pass`` at a time."""
     b, _, h, w = x.shape
     stride = max(1, int(tile * (1 - overlap)))
+    boxes = [(top, left) for top in _starts(h, tile, stride) for left in _starts(w, tile, stride)]
+    th, tw = min(tile, h), min(tile, w)
+    weight_tile = _hann(tile, x.device)[:th, :tw]
     total, weight = None, torch.zeros(1, 1, h, w, device=x.device)
-    for top in _starts(h, tile, stride):
-        for left in _starts(w, tile, stride):
-            window = x[..., top : top + tile, left : left + tile]
-            p = _probs(net, window, tta)
-            wt = _hann(tile, x.device)[: p.shape[-2], : p.shape[-1]]
-            if total is None:
-                total = torch.zeros(b, p.shape[1], h, w, device=x.device)
-            total[..., top : top + tile, left : left + tile] += p * wt
-            weight[..., top : top + tile, left : left + tile] += wt
+    for i in range(0, len(boxes), windows_per_pass):
+        chunk = boxes[i : i + windows_per_pass]
+        windows = torch.cat([x[..., t : t + th, l : l + tw] for t, l in chunk])
+        probs = _probs(net, windows, tta).split(b)
+        if total is None:
+            total = torch.zeros(b, probs[0].shape[1], h, w, device=x.device)
+        for (t, l), p in zip(chunk, probs):
+            total[..., t : t + th, l : l + tw] += p * weight_tile
+            weight[..., t : t + th, l : l + tw] += weight_tile
     return total / weight
 
 

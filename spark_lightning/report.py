@@ -106,7 +106,7 @@ def _plots(rows: list[dict], out: Path) -> None:
     plt.close(fig)
     _atomic_write(out / "best_score.png", buf.getvalue())
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4 + 0.25 * len(rows)))
     for ax, key in zip(axes, ("val/spark_score", "val/iou")):
         for r in rows:
             points = r["curves"].get(key)
@@ -114,8 +114,9 @@ def _plots(rows: list[dict], out: Path) -> None:
                 ax.plot(*zip(*points), marker="o", label=r["overrides"] or r["run"])
         ax.set_title(key)
         ax.set_xlabel("epoch")
-    axes[0].legend(fontsize="small")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", fontsize="small")
+    fig.tight_layout(rect=(0, 0.06 * len(rows) / (1 + 0.06 * len(rows)), 1, 1))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
