@@ -77,3 +77,10 @@ def test_compile_keeps_state_dict_keys():
 def test_encoder_property_for_lr_split():
     assert build_model(encoder="resnet18").encoder is not None
     assert build_model(arch="tv_deeplabv3_mnv3").encoder is not None
+
+
+def test_channels_last_auto_follows_cuda():
+    net = build_model(encoder="resnet18", channels_last="auto")
+    assert net.channels_last == torch.cuda.is_available()
+    with pytest.raises(ValueError, match="model.channels_last='yes'"):
+        build_model(encoder="resnet18", channels_last="yes")

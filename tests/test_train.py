@@ -63,22 +63,48 @@ def test_seed_baseline_trains(tiny_root, tmp_path):
     assert isinstance(result["trainer"].optimizers[0], torch.optim.SGD)
 
 
-@pytest.mark.slow
-def test_wandb_offline_run_written(cfg_tiny, monkeypatch):
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg_tiny.logger = None
+def wandb_cfg(cfg_tiny):
     from .conftest import compose_train
 
     cfg_tiny.logger = compose_train(["logger=default"]).logger
     cfg_tiny.logger.csv.save_dir = cfg_tiny.paths.output_dir
     cfg_tiny.logger.wandb.save_dir = cfg_tiny.paths.output_dir
-    run_train(cfg_tiny)
-    runs = list((Path(cfg_tiny.paths.output_dir) / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    cfg_tiny.callbacks.wandb_overlays.every_n_epochs = 1
+    return cfg_tiny
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_with_overlays_and_resume(cfg_tiny, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = wandb_cfg(cfg_tiny)
+    run_train(cfg)
     import wandb
 
     assert wandb.run is None, "the job's W&B run must be finished"
+    runs = list((Path(cfg.paths.output_dir) / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    assert list(runs[0].glob("files/media/images/val/overlays*.png")), "overlay panel not logged"
+    # Resuming continues the same W&B run id.
+    cfg.trainer.max_epochs = 2
+    cfg.resume = "auto"
+    run_train(cfg)
+    ids = {p.name.rsplit("-", 1)[1] for p in (Path(cfg.paths.output_dir) / "wandb").glob("offline-run-*")}
+    assert ids == {runs[0].name.rsplit("-", 1)[1]}
+
+
+def test_wandb_failure_falls_back_to_csv(cfg_tiny, monkeypatch, caplog):
+    from lightning.pytorch.loggers import WandbLogger
+
+    def broken(self):
+        raise RuntimeError("wandb service unreachable")
+
+    monkeypatch.setattr(WandbLogger, "experiment", property(broken))
+    caplog.set_level("WARNING")
+    result = run_train(wandb_cfg(cfg_tiny))
+    assert "W&B could not start (RuntimeError: wandb service unreachable)" in caplog.text
+    assert [type(lg).__name__ for lg in result["trainer"].loggers] == ["CSVLogger"]
+    assert (Path(cfg_tiny.paths.output_dir) / "metrics.json").is_file()
 
 
 @pytest.mark.slow

@@ -99,7 +99,7 @@ def build_model(
     num_classes: int = 3,
     encoder_weights: str | None = None,
     weights_path: str | None = None,
-    channels_last: bool = False,
+    channels_last: bool | str = False,
     compile: bool = False,
     **kwargs,
 ) -> SegmentationNet:
@@ -107,7 +107,12 @@ def build_model(
 
     ``weights_path`` loads a local encoder state dict (takes precedence over downloading);
     ``compile`` compiles in place (state-dict keys unchanged, so checkpoints stay portable).
+    ``channels_last="auto"`` turns NHWC on when a CUDA GPU is present (where it pays off).
     """
+    if channels_last == "auto":
+        channels_last = torch.cuda.is_available()
+    elif not isinstance(channels_last, bool):
+        raise ValueError(f"model.channels_last={channels_last!r}: use true, false or auto.")
     start = time.monotonic()
     if arch in TORCHVISION_ARCHS:
         try:
