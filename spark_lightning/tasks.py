@@ -13,9 +13,9 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-from lightning.pytorch.callbacks import LearningRateMonitor
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.progress import track
 
@@ -171,6 +171,7 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
         L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "FAILED").unlink(missing_ok=True)  # from an earlier attempt of a resumed run
     configure_wandb(cfg)
     OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
     try:
@@ -188,7 +189,7 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
         metrics_file = output_dir / "metrics.json"
         if metrics_file.exists():
             best = json.loads(metrics_file.read_text())["best"]
-        log.info("best %s: %s (run dir %s)", cfg.get("monitor", "val/spark_score"), best.get("val/spark_score"), output_dir)
+        log.info("best val/spark_score: %s (run dir %s)", best.get("val/spark_score"), output_dir)
         return {"metrics": best, "final": metrics, "trainer": trainer, "module": module, "datamodule": datamodule}
     except Exception as err:
         # A marker the sweep report reads; the exception still fails this job (and only it).
