@@ -156,17 +156,25 @@ def iter_predictions(
 
 
 def load_network(ckpt: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
-    """The network and training hyperparameters stored in a Lightning checkpoint."""
+    """The network and training hyperparameters stored in a Lightning checkpoint.
+
+    The weights come from the checkpoint, so pretrained-encoder downloads are switched off:
+    a model trained with ``encoder_weights=imagenet`` predicts on a machine without the hub.
+    """
     from spark_lightning.module import SegmentationModule
 
     ckpt = Path(ckpt).expanduser()
     if not ckpt.is_file():
         raise FileNotFoundError(f"checkpoint {ckpt} does not exist.")
     try:
-        module = SegmentationModule.load_from_checkpoint(ckpt, map_location=device)
-    except (RuntimeError, KeyError, TypeError) as err:
+        data = torch.load(ckpt, map_location=device, weights_only=False)
+        hparams = dict(data["hyper_parameters"])
+        hparams["model"] = {**hparams["model"], "encoder_weights": None, "weights_path": None}
+        module = SegmentationModule(**hparams)
+        module.load_state_dict(data["state_dict"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
         raise SparkDataError(
             f"checkpoint {ckpt} does not match this version's SegmentationModule ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:300]}). Was it written by spark_lightning with the same model config?"
+            f"{str(err).splitlines()[0][:300]}). Was it written by spark_lightning's train command?"
         ) from err
-    return module.net.eval(), dict(module.hparams)
+    return module.net.to(device).eval(), hparams

@@ -143,3 +143,19 @@ def test_evaluate_checkpoint_uses_training_metric(trained_ckpt, tiny_root, tmp_p
     result = run_evaluate(eval_cfg(tiny_root, tmp_path, f"ckpt={trained_ckpt}", "predict.num_workers=0"))
     assert 0.0 <= result["metrics"]["spark_score"] <= 1.0
     assert set(result["metrics"]) >= {"spark_score", "spark_body", "spark_panel", "iou", "iou_body", "iou_panel"}
+
+
+def test_checkpoint_with_pretrained_encoder_loads_offline(trained_ckpt, tmp_path, monkeypatch):
+    """Weights come from the checkpoint: no hub download is attempted when predicting."""
+    from spark_lightning.inference import load_network
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hub"))
+    ckpt = torch.load(trained_ckpt, weights_only=False)
+    ckpt["hyper_parameters"]["model"]["encoder_weights"] = "imagenet"
+    path = tmp_path / "pretrained.ckpt"
+    torch.save(ckpt, path)
+    net, hparams = load_network(path)
+    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in state.items())
+    assert hparams["inference"]["size"] == 48
