@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
+from spark_lightning.outputs import write_bytes_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
 
@@ -38,9 +40,7 @@ def append_results(title: str, table: str, out: Path = RESULTS) -> None:
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     existing = out.read_text() if out.exists() else "# Benchmark results\n"
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(existing + header + table + "\n")
-    os.replace(tmp, out)
+    write_bytes_atomic(out, (existing + header + table + "\n").encode())
 
 
 def markdown_table(rows: list[dict], columns: list[str]) -> str:

@@ -12,14 +12,14 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from spark_lightning.outputs import write_bytes_atomic
+
 
 def write_json_atomic(path: str | Path, data: object) -> None:
     """Write JSON to a temp file and rename it, so readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _floats(metrics: dict[str, torch.Tensor], prefix: str) -> dict[str, float]:

@@ -24,7 +24,8 @@ def image_name(path: Path) -> str:
     return path.name[: -len(IMAGE_SUFFIX)] if path.name.endswith(IMAGE_SUFFIX) else path.stem
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write to a temp file beside ``path`` and rename it over ``path``: never half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -34,7 +35,7 @@ def save_mask_npz(path: Path, labels: np.ndarray) -> None:
     """uint8 H x W index mask as the single array of a compressed npz (the submission format)."""
     buf = io.BytesIO()
     np.savez_compressed(buf, labels.astype(np.uint8))
-    _atomic_bytes(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def load_mask_npz(path: Path) -> np.ndarray:
@@ -47,7 +48,7 @@ def load_mask_npz(path: Path) -> np.ndarray:
 def save_png(path: Path, rgb: np.ndarray) -> None:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="PNG")
-    _atomic_bytes(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def save_colour_mask(path: Path, labels: np.ndarray) -> None:

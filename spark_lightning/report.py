@@ -13,8 +13,9 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
+
+from spark_lightning.outputs import write_bytes_atomic
 
 COLUMNS = ["run", "overrides", "status", "spark_score", "iou", "iou_body", "iou_panel", "best_epoch", "epochs",
            "img_per_s", "peak_mem_gib"]
@@ -83,12 +84,6 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _plots(rows: list[dict], out: Path) -> None:
     import matplotlib
 
@@ -104,7 +99,7 @@ def _plots(rows: list[dict], out: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    _atomic_write(out / "best_score.png", buf.getvalue())
+    write_bytes_atomic(out / "best_score.png", buf.getvalue())
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4 + 0.25 * len(rows)))
     for ax, key in zip(axes, ("val/spark_score", "val/iou")):
@@ -120,7 +115,7 @@ def _plots(rows: list[dict], out: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    _atomic_write(out / "val_curves.png", buf.getvalue())
+    write_bytes_atomic(out / "val_curves.png", buf.getvalue())
 
 
 def write_report(sweep_dir: str | Path) -> list[dict]:
@@ -138,12 +133,12 @@ def write_report(sweep_dir: str | Path) -> list[dict]:
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows({k: _fmt(r.get(k)) for k in COLUMNS} for r in rows)
-    _atomic_write(sweep_dir / "report.csv", buf.getvalue().encode())
+    write_bytes_atomic(sweep_dir / "report.csv", buf.getvalue().encode())
     lines = [f"# Sweep report: {sweep_dir.name}", "", f"{len(rows)} runs, best SPARK score first.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_fmt(r.get(k)).replace("|", "/") for k in COLUMNS) + " |" for r in rows]
     lines += ["", "![best score](best_score.png)", "", "![validation curves](val_curves.png)", ""]
-    _atomic_write(sweep_dir / "report.md", "\n".join(lines).encode())
+    write_bytes_atomic(sweep_dir / "report.md", "\n".join(lines).encode())
     _plots(rows, sweep_dir)
     return rows
 
