@@ -11,11 +11,11 @@ install:  ## create .venv and install the package with dev extras (torch from lo
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -e '.[dev]'
 
-test:  ## whole test suite (CPU, a few minutes)
-	$(BIN)/python -m pytest
+test:  ## whole test suite (CPU, ~2-3 minutes on 2 idle cores; one pytest worker per core)
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 test-fast:  ## skip the slow end-to-end tests
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n auto --dist worksteal -m "not slow"
 
 train:  ## default training (synthetic data unless data.root=... is given in ARGS)
 	$(BIN)/python -m spark_lightning.train $(ARGS)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from spark_lightning.outputs import write_bytes_atomic
+from spark_lightning.atomic import write_bytes_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"

@@ -24,9 +24,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, compose_cfg, publish  # noqa: E402
 
 from spark_lightning.data.cache import SampleCache  # noqa: E402
-from spark_lightning.data.datamodule import SparkDataModule, SparkDataset  # noqa: E402
-from spark_lightning.data.spark import read_mask, read_rgb, scan_split  # noqa: E402
-from spark_lightning.data.synthetic import generate  # noqa: E402
+from spark_lightning.data.datamodule import SegmentationDataset, SparkDataModule  # noqa: E402
+from spark_lightning.data.formats import read_rgb  # noqa: E402
+from spark_lightning.data.spark import SparkFormat  # noqa: E402
+from spark_lightning.data.synth import generate  # noqa: E402
+
+SPARK = SparkFormat()
+
+
+def read_mask(path, size):
+    return SPARK.read_mask(path, size)
 
 
 def decode_cv2(sample, size):
@@ -82,15 +89,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="spark_bench_") as tmp_name:
         tmp = Path(tmp_name)
         root = generate(tmp / "data", num_images=args.images + 1, size=args.source_size, val_fraction=0.02)
-        samples = scan_split(root, "train")
+        fmt = SparkFormat(root)
+        samples = fmt.samples("train")
         for size in args.sizes:
             size_arg = None if size == args.source_size else size
             pil, ocv = rate(decode_pil, samples, size_arg), rate(decode_cv2, samples, size_arg)
-            cache = SampleCache(tmp / "cache", root, size_arg)
-            dataset = SparkDataset(samples, size_arg, cache, SparkDataModule(train_transform=aug).train_transform)
+            cache = SampleCache(tmp / "cache", fmt, size_arg)
+            transform = SparkDataModule(fmt, train_transform=aug).train_transform
+            dataset = SegmentationDataset(samples, fmt, size_arg, cache, transform)
             first = loader_rate(dataset, 0)  # fills the cache
             cached_one = loader_rate(dataset, 0)
-            nocache = SparkDataset(samples, size_arg, None, dataset.transform)
+            nocache = SegmentationDataset(samples, fmt, size_arg, None, dataset.transform)
             nocache_one = loader_rate(nocache, 0)
             nocache_all = loader_rate(nocache, args.workers)
             cached_all = loader_rate(dataset, args.workers)

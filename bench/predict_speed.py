@@ -24,18 +24,19 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, compose_cfg, publish  # noqa: E402
 
-from spark_lightning.data.spark import read_rgb, scan_images  # noqa: E402
-from spark_lightning.data.synthetic import generate  # noqa: E402
-from spark_lightning.inference import InferenceConfig, _starts, iter_predictions  # noqa: E402
-from spark_lightning.tasks import build_module  # noqa: E402
+from spark_lightning.builders import build_module  # noqa: E402
+from spark_lightning.data.formats import image_size, read_rgb  # noqa: E402
+from spark_lightning.data.spark import SparkFormat  # noqa: E402
+from spark_lightning.data.synth import generate  # noqa: E402
+from spark_lightning.inference import PredictOptions, Predictor, _starts, iter_predictions  # noqa: E402
 
 
-def raw_rate(net, paths, cfg: InferenceConfig, device: str) -> float:
+def raw_rate(net, paths, cfg: PredictOptions, device: str) -> float:
     passes = 3 if cfg.tta == "flip" else 1
     start = time.perf_counter()
     with torch.inference_mode():
         for path in paths:
-            full = read_rgb(path)
+            width, height = image_size(path)
             x = torch.from_numpy(read_rgb(path, cfg.size).transpose(2, 0, 1).copy())[None].to(device)
             if cfg.mode == "slide":
                 stride = max(1, int(cfg.tile * (1 - cfg.overlap)))
@@ -46,13 +47,13 @@ def raw_rate(net, paths, cfg: InferenceConfig, device: str) -> float:
             else:
                 for _ in range(passes):
                     out = net(x)
-            F.interpolate(out.float(), size=full.shape[:2], mode="bilinear").argmax(1).cpu()
+            F.interpolate(out.float(), size=(height, width), mode="bilinear").argmax(1).cpu()
     return len(paths) / (time.perf_counter() - start)
 
 
-def framework_rate(net, paths, cfg: InferenceConfig, device: str) -> float:
+def framework_rate(net, paths, cfg: PredictOptions, device: str) -> float:
     start = time.perf_counter()
-    for _ in iter_predictions(net, paths, cfg, batch_size=1, num_workers=0, device=device):
+    for _ in iter_predictions([Predictor(net, cfg)], paths, SparkFormat(), batch_size=1, num_workers=0, device=device):
         pass
     return len(paths) / (time.perf_counter() - start)
 
@@ -72,11 +73,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="spark_bench_") as tmp_name:
         tmp = Path(tmp_name)
         root = generate(tmp / "data", num_images=2, size=args.image_size, num_test=args.images)
-        paths = scan_images(root / "stream-1-test")
-        framework_rate(net, paths[:1], InferenceConfig(size=args.size), device)  # warm-up
+        paths = SparkFormat().find_images(root / "stream-1-test")
+        framework_rate(net, paths[:1], PredictOptions(size=args.size), device)  # warm-up
         for mode in ("resize", "slide"):
             for tta in ("none", "flip"):
-                cfg = InferenceConfig(mode=mode, size=args.size, tile=args.tile, tta=tta)
+                cfg = PredictOptions(mode=mode, size=args.size, tile=args.tile, tta=tta)
                 raw, fw = raw_rate(net, paths, cfg, device), framework_rate(net, paths, cfg, device)
                 rows.append({"mode": mode, "tta": tta, "image": args.image_size, "size": args.size,
                              "tile": args.tile if mode == "slide" else "", "raw_img_s": f"{raw:.2f}",

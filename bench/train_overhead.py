@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, compose_cfg, publish  # noqa: E402
 
 from spark_lightning.losses import float32_loss  # noqa: E402
-from spark_lightning.tasks import build_module, build_trainer  # noqa: E402
+from spark_lightning.builders import build_module, build_trainer  # noqa: E402
 
 
 class StepTimer(L.Callback):
@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     cfg = compose_cfg([
         f"model={args.model}", f"data.size={args.size}", f"data.batch_size={args.batch}",
-        f"data.num_workers={args.workers}", f"data.synthetic.num_images={args.num_images}",
-        f"data.synthetic.size={max(args.size, 64)}", f"trainer.precision={args.precision}", "logger=csv",
+        f"data.num_workers={args.workers}", f"data.dataset.num_images={args.num_images}",
+        f"data.dataset.size={max(args.size, 64)}", f"trainer.precision={args.precision}", "logger=csv",
         "callbacks.best_checkpoint=null", "callbacks.checkpoint=null", "callbacks.metrics_json=null",
     ])
     out_dir = ROOT / "bench" / "_runs" / "train_overhead"

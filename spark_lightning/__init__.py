@@ -6,8 +6,12 @@ in the environment always wins.
 """
 
 import os
+from pathlib import Path
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+# The Hydra configs (conf/ beside the package in a checkout or editable install); an absolute
+# path, so the entry points also work when called in-process (tests) rather than as __main__.
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def _set_offline_defaults() -> None:

@@ -1,6 +1,6 @@
 """Fit a VRAM budget: largest micro-batch that fits, gradient accumulation for the rest.
 
-``data.effective_batch_size=B budget.vram_gb=16`` probes real training steps (forward,
+``budget.effective_batch_size=B budget.vram_gb=16`` probes real training steps (forward,
 backward, optimizer step, at the run's precision and image size) on the actual GPU, keeps a
 safety margin, and sets ``data.batch_size`` x ``trainer.accumulate_grad_batches`` = B.
 The search itself takes any ``probe(batch) -> peak bytes | None`` so it is tested on CPU with
@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import torch
 from omegaconf import DictConfig, open_dict
+
+from spark_lightning.errors import ConfigError
 
 log = logging.getLogger(__name__)
 GiB = 1024**3
@@ -33,7 +35,7 @@ def largest_fitting_batch(probe: Probe, budget_bytes: float, max_batch: int) -> 
         return peak is not None and peak <= budget_bytes
 
     if not fits(1):
-        raise ValueError(
+        raise ConfigError(
             f"a micro-batch of 1 does not fit {budget_bytes / GiB:.1f} GiB: lower data.size, use data.crop, "
             "a lighter model, trainer.precision=16-mixed or model.channels_last=true."
         )
@@ -50,7 +52,7 @@ def largest_fitting_batch(probe: Probe, budget_bytes: float, max_batch: int) -> 
 def split_batch(effective: int, micro_max: int) -> tuple[int, int]:
     """(micro, accumulation) with micro * accumulation == effective and micro <= micro_max, micro largest."""
     if effective < 1:
-        raise ValueError(f"data.effective_batch_size={effective} must be at least 1.")
+        raise ConfigError(f"budget.effective_batch_size={effective} must be at least 1.")
     micro = max(d for d in range(1, min(effective, micro_max) + 1) if effective % d == 0)
     return micro, effective // micro
 
@@ -86,7 +88,8 @@ def cuda_train_probe(module: torch.nn.Module, image_size: int, precision: str, o
 
 def apply_budget(cfg: DictConfig, build_module: Callable[[DictConfig], torch.nn.Module]) -> dict | None:
     """Set data.batch_size and trainer.accumulate_grad_batches from the budget; log the choice."""
-    budget, effective = cfg.get("budget"), cfg.data.get("effective_batch_size")
+    budget = cfg.get("budget")
+    effective = budget.get("effective_batch_size") if budget else None
     if not budget or budget.get("vram_gb") is None or effective is None:
         return None
     if not torch.cuda.is_available():

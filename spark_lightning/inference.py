@@ -1,16 +1,18 @@
-"""Full-resolution prediction: resize or sliding-window inference, flip TTA, logits upsampling.
+"""Full-resolution class probabilities from one or several checkpoints.
 
 A model trained at ``data.size`` sees each image downscaled to that size; its class
-probabilities (not labels) are upsampled back to the image's own resolution before argmax,
-so boundaries stay smooth. Models trained on crops predict window by window (``slide``) with
-overlapping tiles blended by a smooth (Hann) weight, so tile seams do not show.
+probabilities (not labels) are upsampled back to the image's own resolution before argmax, so
+boundaries stay smooth. Models trained on crops predict window by window (``slide``) with
+overlapping tiles blended by a smooth (Hann) weight, so seams do not show. Flip TTA, several
+scales and several checkpoints (an ensemble, architectures and training sizes may differ) are
+averaged as probabilities; memory holds one batch of full-resolution probabilities at a time.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,32 +21,58 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from spark_lightning.data.spark import SparkDataError, read_rgb
+from spark_lightning.data.formats import SegmentationFormat, image_size
+from spark_lightning.errors import ConfigError
 
 MODES = ("resize", "slide")
 TTAS = ("none", "flip")
 
 
-@dataclass
-class InferenceConfig:
-    """How to predict: ``size`` the working scale (None = full resolution), ``tile`` the
-    window side for ``slide`` mode, ``overlap`` its fraction, ``tta`` none or flip."""
+@dataclass(frozen=True)
+class PredictOptions:
+    """How to predict: ``size`` the working scale (None = full resolution), ``tile`` the window
+    side for ``slide`` mode, ``overlap`` its fraction, ``tta`` none or flip, ``scales`` factors
+    applied to the working scale (and tile) whose probabilities are averaged."""
 
     mode: str = "resize"
     size: int | None = None
     tile: int | None = None
     overlap: float = 0.25
     tta: str = "none"
+    scales: tuple[float, ...] = (1.0,)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"predict.mode={self.mode!r}: use one of {MODES}.")
+            raise ConfigError(f"predict.mode={self.mode!r}: use one of {MODES}.")
         if self.tta not in TTAS:
-            raise ValueError(f"predict.tta={self.tta!r}: use one of {TTAS}.")
+            raise ConfigError(f"predict.tta={self.tta!r}: use one of {TTAS}.")
         if not 0 <= self.overlap < 1:
-            raise ValueError(f"predict.overlap={self.overlap} must be in [0, 1).")
+            raise ConfigError(f"predict.overlap={self.overlap} must be in [0, 1).")
         if self.mode == "slide" and not self.tile:
-            raise ValueError("predict.mode=slide needs predict.tile (or a checkpoint trained with data.crop).")
+            raise ConfigError("predict.mode=slide needs predict.tile (or a checkpoint trained with data.crop).")
+        if not self.scales or any(s <= 0 for s in self.scales):
+            raise ConfigError(f"predict.scales={list(self.scales)}: give positive factors, e.g. [0.75,1.0,1.25].")
+        for key, value in (("predict.size", self.size), ("predict.tile", self.tile)):
+            if value is not None and value < 16:
+                raise ConfigError(f"{key}={value}: give at least 16 pixels, or null.")
+
+    def at_scale(self, scale: float) -> PredictOptions:
+        """The options of one scale: working size and tile multiplied, rounded to 8 px."""
+        if scale == 1.0:
+            return self
+        def scaled(v: int | None) -> int | None:
+            return None if v is None else max(16, int(round(v * scale / 8)) * 8)
+        return replace(self, size=scaled(self.size), tile=scaled(self.tile), scales=(1.0,))
+
+
+@dataclass
+class Predictor:
+    """One network with the options it predicts with (its own training scale)."""
+
+    net: nn.Module
+    options: PredictOptions
+    source: str = ""
+    info: dict = field(default_factory=dict)
 
 
 def _flips(tta: str) -> list[tuple[int, ...]]:
@@ -94,11 +122,11 @@ def slide_probs(net: nn.Module, x: torch.Tensor, tile: int, overlap: float, tta:
     return total / weight
 
 
-def working_probs(net: nn.Module, images: torch.Tensor, cfg: InferenceConfig) -> torch.Tensor:
+def working_probs(net: nn.Module, images: torch.Tensor, options: PredictOptions) -> torch.Tensor:
     """Class probabilities (B, C, h, w) for a batch already at the working scale."""
-    if cfg.mode == "slide":
-        return slide_probs(net, images, cfg.tile, cfg.overlap, cfg.tta)
-    return _probs(net, images, cfg.tta)
+    if options.mode == "slide":
+        return slide_probs(net, images, options.tile, options.overlap, options.tta)
+    return _probs(net, images, options.tta)
 
 
 def upsample(probs: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
@@ -109,72 +137,97 @@ def upsample(probs: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
 
 
 class ImageFolder(Dataset):
-    """Images read at the working scale, with their name and full-resolution size."""
+    """Each image read once per working size (the same decoding as training), with its name
+    and full-resolution size (from the file header)."""
 
-    def __init__(self, paths: list[Path], size: int | None) -> None:
-        self.paths, self.size = paths, size
+    def __init__(self, paths: list[Path], fmt: SegmentationFormat, sizes: list[int | None]) -> None:
+        self.paths, self.fmt, self.sizes = paths, fmt, sorted(set(sizes), key=lambda s: s or 0)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
-        full = read_rgb(path)  # raises SparkDataError naming the file
-        small = full if self.size is None else read_rgb(path, self.size)
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(small.transpose(2, 0, 1))),
-            "full_size": full.shape[:2],
-            "path": str(path),
-        }
+        width, height = image_size(path)
+        inputs = {size: torch.from_numpy(np.ascontiguousarray(self.fmt.read_image(path, size).transpose(2, 0, 1)))
+                  for size in self.sizes}
+        return {"inputs": inputs, "full_size": (height, width), "path": str(path)}
 
 
 def _collate(items: list[dict]) -> list[dict]:
     return items
 
 
+def _batch_probs(predictors: list[Predictor], items: list[dict], device: torch.device) -> list[torch.Tensor]:
+    """Average full-resolution probabilities of each item over every predictor and scale."""
+    totals: list[torch.Tensor | None] = [None] * len(items)
+    count = 0
+    for pred in predictors:
+        for scale in pred.options.scales:
+            options = pred.options.at_scale(scale)
+            shapes = {tuple(it["inputs"][options.size].shape) for it in items}
+            groups = [list(range(len(items)))] if len(shapes) == 1 else [[i] for i in range(len(items))]
+            for group in groups:
+                x = torch.stack([items[i]["inputs"][options.size] for i in group]).to(device, non_blocking=True)
+                probs = working_probs(pred.net, x, options)
+                for i, p in zip(group, probs):
+                    full = upsample(p[None], items[i]["full_size"])[0]
+                    totals[i] = full if totals[i] is None else totals[i].add_(full)
+            count += 1
+    return [t / count for t in totals]
+
+
 def iter_predictions(
-    net: nn.Module, paths: list[Path], cfg: InferenceConfig, batch_size: int = 4, num_workers: int = 0,
-    device: torch.device | str = "cpu", amp: bool = True,
-) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
+    predictors: list[Predictor], paths: list[Path], fmt: SegmentationFormat, batch_size: int = 4,
+    num_workers: int = 0, device: torch.device | str = "cpu", amp: bool = True,
+) -> Iterator[tuple[Path, np.ndarray, torch.Tensor]]:
     """Yield (path, label map uint8 at full resolution, probabilities C x H x W) per image."""
     device = torch.device(device)
-    loader = DataLoader(ImageFolder(paths, cfg.size), batch_size=batch_size, num_workers=num_workers,
+    sizes = [p.options.at_scale(s).size for p in predictors for s in p.options.scales]
+    loader = DataLoader(ImageFolder(paths, fmt, sizes), batch_size=batch_size, num_workers=num_workers,
                         collate_fn=_collate)
     autocast = (torch.autocast("cuda", dtype=torch.float16) if amp and device.type == "cuda"
                 else contextlib.nullcontext())
-    net = net.to(device).eval()
+    for pred in predictors:
+        pred.net.to(device).eval()
     with torch.inference_mode(), autocast:
         for items in loader:
-            shapes = {tuple(it["image"].shape) for it in items}
-            groups = [items] if len(shapes) == 1 else [[it] for it in items]
-            for group in groups:
-                x = torch.stack([it["image"] for it in group]).to(device, non_blocking=True)
-                probs = working_probs(net, x, cfg)
-                for it, p in zip(group, probs):
-                    full = upsample(p[None], it["full_size"])[0]
-                    yield Path(it["path"]), full.argmax(0).to(torch.uint8).cpu().numpy(), full
+            for item, probs in zip(items, _batch_probs(predictors, items, device)):
+                yield Path(item["path"]), probs.argmax(0).to(torch.uint8).cpu().numpy(), probs
 
 
-def load_network(ckpt: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
-    """The network and training hyperparameters stored in a Lightning checkpoint.
+def pick_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("predict.device=cuda but no CUDA GPU is available: use predict.device=auto or cpu.")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"predict.device={name!r}: use auto, cpu or cuda.")
+    return name
 
-    The weights come from the checkpoint, so pretrained-encoder downloads are switched off:
-    a model trained with ``encoder_weights=imagenet`` predicts on a machine without the hub.
-    """
-    from spark_lightning.module import SegmentationModule
 
-    ckpt = Path(ckpt).expanduser()
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"checkpoint {ckpt} does not exist.")
-    try:
-        data = torch.load(ckpt, map_location=device, weights_only=False)
-        hparams = dict(data["hyper_parameters"])
-        hparams["model"] = {**hparams["model"], "encoder_weights": None, "weights_path": None}
-        module = SegmentationModule(**hparams)
-        module.load_state_dict(data["state_dict"])
-    except (RuntimeError, KeyError, TypeError, ValueError) as err:
-        raise SparkDataError(
-            f"checkpoint {ckpt} does not match this version's SegmentationModule ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:300]}). Was it written by spark_lightning's train command?"
-        ) from err
-    return module.net.to(device).eval(), hparams
+def checkpoint_list(ckpt: str | list | None) -> list[str]:
+    """``ckpt=a.ckpt`` or ``ckpt=[a.ckpt,b.ckpt]`` (an ensemble)."""
+    if not ckpt:
+        return []
+    return [str(ckpt)] if isinstance(ckpt, (str, Path)) else [str(c) for c in ckpt]
+
+
+def load_predictors(ckpt: str | list, settings, device: str) -> list[Predictor]:
+    """One Predictor per checkpoint; ``settings`` is the ``predict`` config (null = from the
+    checkpoint: its training ``data.size`` and ``data.crop``)."""
+    from spark_lightning.checkpoints import load_network
+
+    predictors = []
+    for path in checkpoint_list(ckpt):
+        net, info = load_network(path, device)
+        options = PredictOptions(
+            mode=settings.mode, size=settings.size or info["size"],
+            tile=settings.tile or info["crop"] or info["size"], overlap=settings.overlap, tta=settings.tta,
+            scales=tuple(float(s) for s in (settings.get("scales") or (1.0,))),
+        )
+        predictors.append(Predictor(net, options, str(path), info))
+    classes = {p.info["classes"] for p in predictors}
+    if len(classes) > 1:
+        raise ConfigError(f"the checkpoints of an ensemble must predict the same classes, got {sorted(classes)}.")
+    return predictors

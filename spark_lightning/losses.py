@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spark_lightning.errors import ConfigError
+
 
 class CrossEntropy(nn.CrossEntropyLoss):
     """``nn.CrossEntropyLoss`` whose class weights may come from a config list."""
@@ -29,11 +31,11 @@ class WeightedSum(nn.Module):
     def __init__(self, losses: dict[str, nn.Module], weights: dict[str, float] | None = None) -> None:
         super().__init__()
         if not losses:
-            raise ValueError("loss.losses is empty: give at least one loss to sum.")
+            raise ConfigError("loss.losses is empty: give at least one loss to sum.")
         weights = dict(weights or {})
         unknown = set(weights) - set(losses)
         if unknown:
-            raise ValueError(f"loss.weights names {sorted(unknown)} that are not in loss.losses {sorted(losses)}.")
+            raise ConfigError(f"loss.weights names {sorted(unknown)} that are not in loss.losses {sorted(losses)}.")
         self.losses = nn.ModuleDict(losses)
         self.weights = {name: float(weights.get(name, 1.0)) for name in losses}
 

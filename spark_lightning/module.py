@@ -13,14 +13,13 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 
-from spark_lightning.data.spark import CLASSES
 from spark_lightning.losses import float32_loss
-from spark_lightning.metrics import segmentation_metrics
+from spark_lightning.metrics import SPARK_CLASSES, segmentation_metrics
 from spark_lightning.optim import build_optimizer
 
 
 class SegmentationModule(L.LightningModule):
-    """Semantic segmentation of SPARK images into background / body / panel.
+    """Semantic segmentation into ``classes`` (SPARK: background / body / panel).
 
     Args:
         model: config of the network (``spark_lightning.models.build_model`` arguments).
@@ -28,8 +27,10 @@ class SegmentationModule(L.LightningModule):
         optimizer: partial config of a torch optimizer (``params`` supplied here).
         scheduler: partial config of a schedule from ``spark_lightning.optim`` taking
             ``(optimizer, total_steps)``, or None for a constant learning rate.
-        inference: what prediction needs to know of training (``size``: the scale images
-            were downscaled to, ``crop``: training crop side); stored in checkpoints.
+        classes: class names, from the data set format.
+        ignore_index: target value of unlabelled pixels (pseudo-labels), left out of metrics.
+        num_classes, inference: read from checkpoints written before 0.2 (the training scale
+            now lives with the data module's hyperparameters).
     """
 
     def __init__(
@@ -38,14 +39,19 @@ class SegmentationModule(L.LightningModule):
         loss: dict[str, Any],
         optimizer: dict[str, Any],
         scheduler: dict[str, Any] | None = None,
-        num_classes: int = len(CLASSES),
+        classes: tuple[str, ...] | list[str] | None = None,
+        ignore_index: int | None = None,
+        num_classes: int | None = None,
         inference: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.net = instantiate(model, num_classes=num_classes)
+        classes = tuple(classes or SPARK_CLASSES[: num_classes or len(SPARK_CLASSES)])
+        self.save_hyperparameters({"model": model, "loss": loss, "optimizer": optimizer, "scheduler": scheduler,
+                                   "classes": list(classes), "ignore_index": ignore_index})
+        self.legacy_inference = inference
+        self.net = instantiate(model, num_classes=len(classes))
         self.criterion = instantiate(loss)
-        metrics = segmentation_metrics(num_classes)
+        metrics = segmentation_metrics(classes, ignore_index)
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
 
@@ -70,11 +76,8 @@ class SegmentationModule(L.LightningModule):
         self._step(batch, "val")
 
     def _log_metrics(self, metrics) -> None:
-        values = metrics.compute()
+        self.log_dict(metrics.compute())
         metrics.reset()
-        score = f"{metrics.prefix}spark_score"
-        self.log(score, values.pop(score), prog_bar=True)
-        self.log_dict(values)
 
     def on_train_epoch_end(self) -> None:
         self._log_metrics(self.train_metrics)

@@ -1,56 +1,84 @@
 """ONNX export of a trained network, checked against PyTorch with onnxruntime.
 
-The graph takes float32 pixels (B, 3, H, W) in [0, 255] and returns logits (B, 3, H, W):
-normalisation, stride padding and cropping are inside it, as in ``SegmentationNet``.
+The graph takes float32 pixels (B, 3, H, W) in [0, 255] and returns logits (B, C, H, W):
+normalisation, stride padding and cropping are inside it, as in ``SegmentationNet``. Models
+below 2 GB are one self-contained ``.onnx`` (weights inside); larger ones get their weights in
+``<name>.onnx.data`` next to it, under that stable name.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from spark_lightning.atomic import explain_os_error
+
 log = logging.getLogger(__name__)
+INLINE_LIMIT = 1.8 * 1024**3  # protobuf's 2 GB file limit, with room for the graph
+
+
+def _weights_bytes(net: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in list(net.parameters()) + list(net.buffers()))
+
+
+def _export(net: nn.Module, sample: torch.Tensor, path: Path, opset: int, spatial: bool, inline: bool) -> None:
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    dims = {0: batch, **({2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO} if spatial else {})}
+    torch.onnx.export(net, (sample,), str(path), dynamo=True, opset_version=opset, input_names=["image"],
+                      output_names=["logits"], dynamic_shapes={"x": dims}, verbose=False, external_data=not inline)
 
 
 def export_onnx(net: nn.Module, path: Path, size: int, opset: int = 18, dynamic_spatial: bool = True) -> bool:
-    """Write ``path`` atomically; return whether height/width are dynamic."""
+    """Write ``path`` (and ``path.data`` for models over 2 GB) atomically; return whether
+    height/width are dynamic. The export runs in a temp folder beside ``path`` under the final
+    name, so the weights file it refers to keeps that name when moved into place."""
     net = net.eval().cpu()
     sample = torch.rand(2, 3, size, size) * 255
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    attempts = [True, False] if dynamic_spatial else [False]
-    for spatial in attempts:
-        dims = {0: batch, **({2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO} if spatial else {})}
-        try:
-            torch.onnx.export(net, (sample,), str(tmp), dynamo=True, opset_version=opset, input_names=["image"],
-                              output_names=["logits"], dynamic_shapes={"x": dims}, verbose=False)
-        except Exception as err:  # some architectures only trace at a fixed size
-            if not spatial or len(attempts) == 1:
-                raise
-            log.warning("dynamic height/width export failed (%s); exporting at %d x %d", type(err).__name__, size, size)
-            continue
-        os.replace(tmp, path)
-        return spatial
-    raise RuntimeError("unreachable")
+    inline = _weights_bytes(net) < INLINE_LIMIT
+    try:
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
+            staged = Path(tmp) / path.name
+            spatial = dynamic_spatial
+            try:
+                _export(net, sample, staged, opset, spatial, inline)
+            except Exception as err:  # some architectures only trace at a fixed size
+                if not spatial:
+                    raise
+                log.warning("dynamic height/width export failed (%s); exporting at %d x %d", type(err).__name__,
+                            size, size)
+                spatial = False
+                _export(net, sample, staged, opset, spatial, inline)
+            for produced in sorted(Path(tmp).iterdir(), key=lambda p: p.suffix == ".onnx"):  # weights first
+                os.replace(produced, path.parent / produced.name)
+    except OSError as err:
+        raise explain_os_error(err, path) from err
+    if inline:
+        Path(f"{path}.data").unlink(missing_ok=True)  # from an earlier, external-data export
+    return spatial
 
 
-def onnx_parity(net: nn.Module, path: Path, shapes: list[tuple[int, int, int, int]]) -> float:
-    """Max |onnxruntime - torch| over random inputs of the given shapes."""
+def onnx_parity(net: nn.Module, path: Path, inputs: list[torch.Tensor]) -> dict[str, float]:
+    """Compare onnxruntime with torch on the given inputs: the largest logit difference, the
+    same relative to the largest logit, and the share of pixels with the same argmax."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    worst = 0.0
-    for shape in shapes:
-        x = torch.rand(*shape) * 255
+    worst, scale, agree, total = 0.0, 1.0, 0, 0
+    for x in inputs:
         with torch.no_grad():
-            ref = net.eval().cpu()(x).numpy()
-        out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+            ref = net.eval().cpu()(x.float()).numpy()
+        out = session.run(None, {session.get_inputs()[0].name: x.float().numpy()})[0]
         if out.shape != ref.shape:
-            raise RuntimeError(f"ONNX output shape {out.shape} != PyTorch {ref.shape} for input {shape}")
+            raise RuntimeError(f"ONNX output shape {out.shape} != PyTorch {ref.shape} for input {tuple(x.shape)}")
         worst = max(worst, float(np.abs(out - ref).max()))
-    return worst
+        scale = max(scale, float(np.abs(ref).max()))
+        agree += int((out.argmax(1) == ref.argmax(1)).sum())
+        total += ref.shape[0] * ref.shape[2] * ref.shape[3]
+    return {"max_abs_diff": worst, "max_rel_diff": worst / scale, "argmax_agreement": agree / total}
+

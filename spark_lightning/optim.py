@@ -15,6 +15,8 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
 
+from spark_lightning.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -23,7 +25,7 @@ def _warmup_steps(warmup_steps: int, warmup_epochs: float, steps_per_epoch: int,
     default one-epoch warmup) is cut to half the run, with a warning, rather than failing."""
     steps = warmup_steps or round(warmup_epochs * steps_per_epoch)
     if steps < 0:
-        raise ValueError(f"scheduler warmup of {steps} steps: scheduler.warmup_steps/warmup_epochs must be >= 0.")
+        raise ConfigError(f"scheduler warmup of {steps} steps: scheduler.warmup_steps/warmup_epochs must be >= 0.")
     if steps and steps >= total_steps:
         log.warning("scheduler warmup of %d steps >= the run's %d optimizer steps: warming up for %d",
                     steps, total_steps, total_steps // 2)
@@ -78,7 +80,7 @@ def param_groups(net: nn.Module, lr: float, encoder_lr_mult: float = 1.0) -> lis
         return net.parameters()
     encoder = getattr(net, "encoder", None)
     if encoder is None:
-        raise ValueError("optimizer.encoder_lr_mult needs a network with an encoder; this one has none.")
+        raise ConfigError("optimizer.encoder_lr_mult needs a network with an encoder; this one has none.")
     enc_ids = {id(p) for p in encoder.parameters()}
     rest = [p for p in net.parameters() if id(p) not in enc_ids]
     return [{"params": list(encoder.parameters()), "lr": lr * encoder_lr_mult}, {"params": rest, "lr": lr}]

@@ -1,34 +1,26 @@
-"""Writing predictions: ``<name>_layer.npz`` masks, colour PNGs, submission.zip, overlays.
+"""Prediction files: ``<name>_layer.npz`` masks, colour PNGs, submission.zip, overlays, manifest.
 
-Every file is written to a temporary name and renamed, so an interrupted run leaves only
-whole files, and a re-run can trust whatever exists.
+Every file goes through the atomic writer, so an interrupted run leaves only whole files and
+a re-run can trust whatever exists. The manifest records which checkpoint(s) and settings made
+the predictions in a folder, so a later run with other settings does not mix with them.
 """
 
 from __future__ import annotations
 
 import io
-import os
+import json
 import zipfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from spark_lightning.data.spark import IMAGE_SUFFIX, encode_mask
+from spark_lightning.atomic import write_bytes_atomic, write_json_atomic, write_with
+from spark_lightning.data.formats import PALETTE
+from spark_lightning.errors import SparkDataError
 
 NPZ_SUFFIX = "_layer.npz"
-
-
-def image_name(path: Path) -> str:
-    """``<name>`` of ``<name>_img.jpg``."""
-    return path.name[: -len(IMAGE_SUFFIX)] if path.name.endswith(IMAGE_SUFFIX) else path.stem
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file beside ``path`` and rename it over ``path``: never half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+MANIFEST = "predictions.json"
 
 
 def save_mask_npz(path: Path, labels: np.ndarray) -> None:
@@ -38,41 +30,78 @@ def save_mask_npz(path: Path, labels: np.ndarray) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
-def load_mask_npz(path: Path) -> np.ndarray:
-    with np.load(path) as data:
-        if len(data.files) != 1:
-            raise ValueError(f"{path} holds {len(data.files)} arrays; a SPARK prediction holds exactly one.")
-        return data[data.files[0]]
+def load_mask_npz(path: Path, num_classes: int = 3) -> np.ndarray:
+    """A prediction file's labels; anything but one integer H x W array of 0..C-1 is an error."""
+    try:
+        with np.load(path) as data:
+            if len(data.files) != 1:
+                raise SparkDataError(f"{path} holds {len(data.files)} arrays; a SPARK prediction holds exactly one.")
+            labels = data[data.files[0]]
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        if isinstance(err, SparkDataError):
+            raise
+        raise SparkDataError(f"cannot read prediction {path}: {err}. Predict it again.") from err
+    if labels.ndim != 2 or labels.dtype.kind not in "iu":
+        raise SparkDataError(f"prediction {path} is a {labels.dtype} array of shape {labels.shape}: "
+                             "expected H x W integer class ids.")
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    if bad.size:
+        raise SparkDataError(f"prediction {path} holds label {int(bad[0])}: expected class ids 0..{num_classes - 1}.")
+    return labels.astype(np.uint8)
+
+
+def colour(labels: np.ndarray) -> np.ndarray:
+    return PALETTE[np.minimum(labels, len(PALETTE) - 1)]
 
 
 def save_png(path: Path, rgb: np.ndarray) -> None:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
-    write_bytes_atomic(path, buf.getvalue())
+    write_with(path, lambda f: Image.fromarray(rgb).save(f, format="PNG"))
 
 
 def save_colour_mask(path: Path, labels: np.ndarray) -> None:
-    save_png(path, encode_mask(labels))
+    save_png(path, colour(labels))
 
 
 def write_zip(folder: Path, name: str = "submission.zip") -> Path:
     """Zip every ``*_layer.npz`` of a folder (sorted, flat) into ``folder/name``."""
+
+    def write(f) -> None:
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:  # npz are compressed already
+            for path in sorted(folder.glob(f"*{NPZ_SUFFIX}")):
+                zf.write(path, arcname=path.name)
+
     out = folder / name
-    tmp = folder / f".{name}.{os.getpid()}.tmp"
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:  # npz are compressed already
-        for path in sorted(folder.glob(f"*{NPZ_SUFFIX}")):
-            zf.write(path, arcname=path.name)
-    os.replace(tmp, out)
+    write_with(out, write)
     return out
 
 
-def overlay(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, height: int = 384) -> np.ndarray:
-    """image | truth | prediction side by side, masks blended over the image."""
+def read_manifest(folder: Path) -> dict | None:
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    write_json_atomic(folder / MANIFEST, manifest)
+
+
+def overlay(image: np.ndarray, truth: np.ndarray | None, pred: np.ndarray, height: int = 384,
+            title: str | None = None) -> np.ndarray:
+    """image | truth | prediction side by side (masks blended over the image), with a title strip."""
     panels = [image]
-    for labels in (truth, pred):
-        colour = encode_mask(labels).astype(np.float32)
-        blend = np.where(labels[..., None] > 0, 0.4 * image + 0.6 * colour, image)
+    for labels in ([truth] if truth is not None else []) + [pred]:
+        blend = np.where(labels[..., None] > 0, 0.4 * image + 0.6 * colour(labels).astype(np.float32), image)
         panels.append(blend.astype(np.uint8))
     row = np.concatenate(panels, axis=1)
     scale = height / row.shape[0]
-    return np.asarray(Image.fromarray(row).resize((round(row.shape[1] * scale), height), Image.BILINEAR))
+    picture = Image.fromarray(row).resize((round(row.shape[1] * scale), height), Image.BILINEAR)
+    if title:
+        canvas = Image.new("RGB", (picture.width, height + 18), (255, 255, 255))
+        canvas.paste(picture, (0, 18))
+        ImageDraw.Draw(canvas).text((4, 3), title, fill=(0, 0, 0))
+        picture = canvas
+    return np.asarray(picture)

@@ -15,10 +15,12 @@ import json
 import math
 from pathlib import Path
 
-from spark_lightning.outputs import write_bytes_atomic
+from spark_lightning.atomic import write_bytes_atomic
 
-COLUMNS = ["run", "overrides", "status", "spark_score", "iou", "iou_body", "iou_panel", "best_epoch", "epochs",
+DEFAULT_MONITOR = "val/spark_score"  # runs written before metrics.json named its monitor
+COLUMNS = ["run", "overrides", "status", "score", "iou", "iou_body", "iou_panel", "best_epoch", "epochs",
            "img_per_s", "peak_mem_gib"]
+# img_per_s: mean training images/s over the run's epochs; peak_mem_gib: the largest epoch peak.
 
 
 def _overrides(run: Path) -> str:
@@ -29,13 +31,13 @@ def _overrides(run: Path) -> str:
     return " ".join(ln for ln in lines if not ln.startswith(("hydra.", "data.root")))
 
 
-def _curves(run: Path) -> dict[str, list[tuple[int, float]]]:
+def _curves(run: Path, monitor: str) -> dict[str, list[tuple[int, float]]]:
     """Per-epoch validation values from the CSV logs (all versions, i.e. across resumes)."""
     curves: dict[str, dict[int, float]] = {}
     for path in sorted(run.glob("csv/**/metrics.csv")):
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
-                for key in ("val/spark_score", "val/iou"):
+                for key in (monitor, "val/iou"):
                     if row.get(key) and row.get("epoch"):
                         curves.setdefault(key, {})[int(float(row["epoch"]))] = float(row[key])
     return {k: sorted(v.items()) for k, v in curves.items()}
@@ -51,11 +53,13 @@ def read_run(run: Path) -> dict:
         row["status"] = "ok"
     else:
         row["status"] = "incomplete"
+    monitor = DEFAULT_MONITOR
     if metrics_file.is_file():
         data = json.loads(metrics_file.read_text())
-        best, history = data["best"], data.get("history", [])
+        best, history, monitor = data["best"], data.get("history", []), data.get("monitor", DEFAULT_MONITOR)
         row.update(
-            spark_score=best.get("val/spark_score"),
+            monitor=monitor,
+            score=best.get(monitor),
             iou=best.get("val/iou"),
             iou_body=best.get("val/iou_body"),
             iou_panel=best.get("val/iou_panel"),
@@ -64,9 +68,9 @@ def read_run(run: Path) -> dict:
         )
         perf = [h for h in history if "perf/img_per_s" in h]
         if perf:
-            row["img_per_s"] = perf[-1]["perf/img_per_s"]
+            row["img_per_s"] = sum(h["perf/img_per_s"] for h in perf) / len(perf)
             row["peak_mem_gib"] = max(h.get("perf/peak_mem_gib", 0.0) for h in perf)
-    row["curves"] = _curves(run)
+    row["curves"] = _curves(run, monitor)
     return row
 
 
@@ -90,10 +94,11 @@ def _plots(rows: list[dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scored = [r for r in rows if r.get("spark_score") is not None]
+    scored = [r for r in rows if r.get("score") is not None]
+    monitor = scored[0]["monitor"] if scored else DEFAULT_MONITOR
     fig, ax = plt.subplots(figsize=(8, 0.4 * max(3, len(scored)) + 1))
-    ax.barh([r["overrides"] or r["run"] for r in scored][::-1], [r["spark_score"] for r in scored][::-1])
-    ax.set_xlabel("best val/spark_score")
+    ax.barh([r["overrides"] or r["run"] for r in scored][::-1], [r["score"] for r in scored][::-1])
+    ax.set_xlabel(f"best {monitor}")
     ax.set_xlim(0, 1)
     fig.tight_layout()
     buf = io.BytesIO()
@@ -102,7 +107,7 @@ def _plots(rows: list[dict], out: Path) -> None:
     write_bytes_atomic(out / "best_score.png", buf.getvalue())
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4 + 0.25 * len(rows)))
-    for ax, key in zip(axes, ("val/spark_score", "val/iou")):
+    for ax, key in zip(axes, (monitor, "val/iou")):
         for r in rows:
             points = r["curves"].get(key)
             if points:
@@ -127,14 +132,16 @@ def write_report(sweep_dir: str | Path) -> list[dict]:
     if not runs:
         raise FileNotFoundError(f"no run directories (with .hydra/ or metrics.json) under {sweep_dir}.")
     rows = [read_run(r) for r in runs]
-    rows.sort(key=lambda r: (r["status"] != "ok", -(r["spark_score"] if r.get("spark_score") is not None else -1.0),
-                             r["run"]))
+    rows.sort(key=lambda r: (r["status"] != "ok", -(r["score"] if r.get("score") is not None else -1.0), r["run"]))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows({k: _fmt(r.get(k)) for k in COLUMNS} for r in rows)
     write_bytes_atomic(sweep_dir / "report.csv", buf.getvalue().encode())
-    lines = [f"# Sweep report: {sweep_dir.name}", "", f"{len(rows)} runs, best SPARK score first.", "",
+    monitor = next((r["monitor"] for r in rows if r.get("monitor")), DEFAULT_MONITOR)
+    lines = [f"# Sweep report: {sweep_dir.name}", "",
+             f"{len(rows)} runs, best first. score: best {monitor}; img_per_s: mean training images/s over the "
+             "run's epochs; peak_mem_gib: the largest peak (GPU memory on CUDA, process RSS on CPU).", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_fmt(r.get(k)).replace("|", "/") for k in COLUMNS) + " |" for r in rows]
     lines += ["", "![best score](best_score.png)", "", "![validation curves](val_curves.png)", ""]

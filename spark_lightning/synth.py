@@ -7,12 +7,13 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
-from spark_lightning.data.synthetic import generate
+from spark_lightning import CONF_DIR
+from spark_lightning.data.synth import generate
 
 log = logging.getLogger(__name__)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="synth")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="synth")
 def main(cfg: DictConfig) -> None:
     root = generate(cfg.out, cfg.num_images, cfg.size, cfg.seed, cfg.val_fraction, cfg.num_test, cfg.workers, cfg.overwrite)
     print(root)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from spark_lightning import CONF_DIR
+from spark_lightning.runtime import run_cli
 from spark_lightning.tasks import run_train
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Return the best value of ``optimized_metric`` (val/spark_score): what sweepers optimise."""
-    return run_train(cfg)["metrics"].get(cfg.get("optimized_metric") or "val/spark_score")
+    """Return the best value of ``optimized_metric``: what sweepers (Optuna) optimise."""
+    return run_cli(run_train, cfg)["metrics"].get(cfg.optimized_metric)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Shared fixtures: one tiny synthetic SPARK set per session, in-process config composition."""
+"""Shared fixtures: one tiny synthetic SPARK set per session, in-process config composition.
+
+Tiny runs use the ``debug=smoke`` config (tiny network, 2 batches, CSV only), the same one a
+user gets from the command line; tests that are about a real network say so.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-from spark_lightning.data.synthetic import generate
+from spark_lightning.data.synth import generate
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 TINY = 64
@@ -38,25 +42,14 @@ def compose_train(overrides: list[str] | None = None, config_name: str = "train"
         return compose(config_name=config_name, overrides=overrides or [], return_hydra_config=False)
 
 
+def smoke_args(root: Path, tmp_path: Path) -> list[str]:
+    """The overrides of a seconds-long CPU run on ``root`` writing into ``tmp_path``."""
+    return ["debug=smoke", f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}"]
+
+
 def tiny_train_config(tiny_root: Path, tmp_path: Path, extra: list[str] | None = None) -> DictConfig:
-    """Training config forced to CPU, tiny data, 2 train steps, CSV logging into tmp_path."""
-    cfg = compose_train(
-        [
-            f"data.root={tiny_root}",
-            f"data.size={TINY}",
-            "data.batch_size=4",
-            "data.num_workers=0",
-            f"data.cache_dir={tmp_path / 'cache'}",
-            "trainer=cpu",
-            "trainer.max_epochs=1",
-            "+trainer.limit_train_batches=2",
-            "+trainer.limit_val_batches=2",
-            "trainer.num_sanity_val_steps=0",
-            "trainer.log_every_n_steps=1",
-            "logger=csv",
-            *(extra or []),
-        ]
-    )
+    """Training config for a smoke run (CPU, tiny net, 2 train steps, CSV logging) into tmp_path/run."""
+    cfg = compose_train([*smoke_args(tiny_root, tmp_path), *(extra or [])])
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / "run")
     return cfg
@@ -69,18 +62,33 @@ def cfg_tiny(tiny_root, tmp_path) -> DictConfig:
 
 @pytest.fixture(scope="session")
 def trained_ckpt(tiny_root, tmp_path_factory) -> Path:
-    """A small model trained for a few steps at 48 px (so prediction must upsample to 64)."""
+    """A tiny model trained for a few steps at 48 px (so prediction must upsample to 64)."""
     from spark_lightning.tasks import run_train
 
     tmp = tmp_path_factory.mktemp("trained")
-    cfg = tiny_train_config(tiny_root, tmp, ["model=unet_mobilenet_v2", "data.size=48", "trainer.max_epochs=2"])
+    cfg = tiny_train_config(tiny_root, tmp, ["data.size=48", "trainer.max_epochs=2"])
     run_train(cfg)
     return tmp / "run" / "checkpoints" / "last.ckpt"
 
 
 def compose_task(name: str, overrides: list[str], output_dir: Path) -> DictConfig:
-    """A predict/evaluate config composed in-process, writing into output_dir."""
+    """A predict/evaluate/export config composed in-process, writing into output_dir."""
     cfg = compose_train(overrides, config_name=name)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
     return cfg
+
+
+def run_main(entry: str, args: list[str], monkeypatch) -> int:
+    """Run ``python -m spark_lightning.<entry> ARGS`` in this process (no interpreter start-up):
+    returns the exit code (0, or the one SystemExit gives)."""
+    import importlib
+    import sys
+
+    module = importlib.import_module(f"spark_lightning.{entry}")
+    monkeypatch.setattr(sys, "argv", [entry, *args])
+    try:
+        module.main()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0

@@ -12,12 +12,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from spark_lightning.builders import build_module, instantiate_dict, resolve_precision
 from spark_lightning.data.datamodule import SparkDataModule
-from spark_lightning.tasks import build_module, instantiate_dict, resolve_precision
+from spark_lightning.data.synth import SyntheticSpark
 
 from .conftest import CONF_DIR, compose_train
 
-GROUPS = ["data", "aug", "model", "loss", "optimizer", "scheduler", "trainer", "logger", "callbacks", "experiment"]
+GROUPS = ["data", "aug", "model", "loss", "optimizer", "scheduler", "trainer", "logger", "callbacks", "experiment",
+          "debug"]
 
 
 def options(group: str) -> list[str]:
@@ -42,10 +44,31 @@ def test_required_options_exist():
         assert names <= set(options(group)), group
 
 
+def _leaves(node, prefix=""):
+    """(dotted key, value) of every leaf of a plain config tree."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, f"{prefix}{key}.")
+    else:
+        yield prefix[:-1], node
+
+
 @pytest.mark.parametrize(("group", "option"), ALL, ids=[f"{g}={o}" for g, o in ALL])
 def test_option_composes(group, option):
+    """Choosing an option puts its values into the composed config (where its package says)."""
+    path = Path(CONF_DIR) / group / f"{option}.yaml"
     cfg = compose_train([f"{group}={option}"])
     OmegaConf.resolve(OmegaConf.masked_copy(cfg, [k for k in cfg if k not in ("paths", "trainer", "logger", "callbacks")]))
+    raw = OmegaConf.to_container(OmegaConf.load(path))
+    raw.pop("defaults", None)
+    is_global = "@package _global_" in path.read_text()
+    checked = 0
+    for key, value in _leaves(raw, "" if is_global else f"{group}."):
+        if key.startswith("hydra.") or (isinstance(value, str) and "${" in value) or key.endswith("_target_"):
+            continue
+        assert OmegaConf.select(cfg, key) == value, key
+        checked += 1
+    assert checked or option in ("none", "default") or group in ("logger", "experiment"), f"nothing to check in {path}"
 
 
 @pytest.mark.parametrize("option", options("aug"))
@@ -116,8 +139,8 @@ def test_every_callback_and_logger_instantiates(tmp_path):
 
 def test_data_default_is_synthetic():
     dm = instantiate(compose_train().data)
-    assert isinstance(dm, SparkDataModule) and dm.root is None
-    assert "synthetic-n500-s256-seed0" in str(dm.data_root)
+    assert isinstance(dm, SparkDataModule) and isinstance(dm.format, SyntheticSpark) and dm.format.generated
+    assert dm.data_root.name.startswith("synthetic-r") and "-n500-s256-seed0" in dm.data_root.name
 
 
 def test_seed_baseline_is_the_blog_setup():

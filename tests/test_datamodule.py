@@ -6,13 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-import spark_lightning.data.cache as cache_mod
 from spark_lightning.data.datamodule import SparkDataModule
-from spark_lightning.data.spark import SparkDataError
+from spark_lightning.data.spark import SparkFormat
+from spark_lightning.errors import ConfigError, SparkDataError
+
+SPARK = {"_target_": "spark_lightning.data.spark.SparkFormat"}
 
 
 def make_dm(root, tmp_path, **kwargs) -> SparkDataModule:
-    args = dict(root=str(root) if root else None, size=32, batch_size=4, num_workers=0, cache_dir=str(tmp_path / "cache"))
+    args = dict(dataset=SPARK, root=str(root) if root else None, size=32, batch_size=4, num_workers=0,
+                cache_dir=str(tmp_path / "cache"))
     args.update(kwargs)
     dm = SparkDataModule(**args)
     dm.prepare_data()
@@ -35,24 +38,25 @@ def test_crop_applies_to_training_only(tiny_root, tmp_path):
     dm = make_dm(tiny_root, tmp_path, size=64, crop=48)
     assert next(iter(dm.train_dataloader()))["image"].shape[-2:] == (48, 48)
     assert next(iter(dm.val_dataloader()))["image"].shape[-2:] == (64, 64)
-    with pytest.raises(ValueError, match="data.crop=80 is larger than data.size=64"):
-        SparkDataModule(root=str(tiny_root), size=64, crop=80)
+    with pytest.raises(ConfigError, match="data.crop=80 is larger than data.size=64"):
+        SparkDataModule(SPARK, root=str(tiny_root), size=64, crop=80)
 
 
-def test_cache_avoids_decoding_after_first_epoch(tiny_root, tmp_path, monkeypatch):
-    dm = make_dm(tiny_root, tmp_path)
-    first = [b["image"].clone() for b in dm.val_dataloader()]
+def test_cache_filled_up_front_then_never_decodes(tiny_root, tmp_path, monkeypatch):
+    dm = make_dm(tiny_root, tmp_path)  # prepare_data decodes every sample once
     files = list((tmp_path / "cache" / "samples").rglob("*.npy"))
-    assert len(files) == 6
+    assert len(files) == 30
     stored = np.load(files[0])
     assert stored.shape == (32, 32, 4) and stored.dtype == np.uint8
+    expected = SparkFormat(tiny_root).read_sample(dm.val_set.samples[0], 32)[0]
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded a JPEG although the sample was cached")
 
-    monkeypatch.setattr(cache_mod, "decode_sample", no_decoding)
-    second = [b["image"] for b in dm.val_dataloader()]
-    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    monkeypatch.setattr(SparkFormat, "read_sample", no_decoding)
+    first = next(iter(dm.val_dataloader()))["image"][0]
+    assert torch.equal(first, torch.from_numpy(expected.transpose(2, 0, 1).copy()))
+    assert len(list(dm.train_dataloader())) == 6
 
 
 def test_cache_keyed_by_size(tiny_root, tmp_path):
@@ -85,7 +89,9 @@ def test_no_cache_still_works(tiny_root, tmp_path):
 
 def test_synthetic_default_generated_once(tmp_path, caplog):
     caplog.set_level("INFO")
-    kwargs = dict(size=32, cache_dir=str(tmp_path), synthetic={"num_images": 12, "size": 32})
+    synthetic = {"_target_": "spark_lightning.data.synth.SyntheticSpark", "num_images": 12, "size": 32, "seed": 0,
+                 "folder": str(tmp_path)}
+    kwargs = dict(size=32, dataset=synthetic)
     dm = make_dm(None, tmp_path, **kwargs)
     assert dm.data_root.parent == tmp_path and (dm.data_root / "images" / "XMM Newton").is_dir()
     assert "generating a synthetic SPARK-like set in" in caplog.text

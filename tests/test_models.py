@@ -7,6 +7,7 @@ import time
 import pytest
 import torch
 
+from spark_lightning.errors import ConfigError
 from spark_lightning.models import build_model
 
 
@@ -22,14 +23,14 @@ def test_timm_encoder_by_tu_prefix():
 
 
 def test_wrong_arch_lists_valid_names():
-    with pytest.raises(ValueError, match=r"model.arch='unett'.*'segformer'.*'unet'.*tv_deeplabv3_mnv3"):
+    with pytest.raises(ConfigError, match=r"model.arch='unett'.*'segformer'.*'unet'.*tv_deeplabv3_mnv3"):
         build_model(arch="unett")
 
 
 def test_wrong_encoder_lists_valid_names():
-    with pytest.raises(ValueError, match=r"model.encoder='resnet35'.*tu-<timm model>.*resnet34"):
+    with pytest.raises(ConfigError, match=r"model.encoder='resnet35'.*tu-<timm model>.*resnet34"):
         build_model(encoder="resnet35")
-    with pytest.raises(ValueError, match="timm has no model 'nonet'"):
+    with pytest.raises(ConfigError, match="timm has no model 'nonet'"):
         build_model(encoder="tu-nonet")
 
 
@@ -37,7 +38,7 @@ def test_pretrained_offline_fails_fast_with_instructions(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # nothing cached
     start = time.monotonic()
-    with pytest.raises(RuntimeError, match="model.weights_path") as err:
+    with pytest.raises(ConfigError, match="model.weights_path") as err:
         build_model(encoder="resnet18", encoder_weights="imagenet")
     assert time.monotonic() - start < 5
     assert "resnet18" in str(err.value)
@@ -51,9 +52,9 @@ def test_weights_path_loads_encoder(tmp_path):
     for a, b in zip(donor.model.encoder.state_dict().values(), net.model.encoder.state_dict().values()):
         assert torch.equal(a, b)
     torch.save({"foo": torch.zeros(1)}, path)
-    with pytest.raises(ValueError, match="shares no weight names"):
+    with pytest.raises(ConfigError, match="shares no weight names"):
         build_model(encoder="resnet18", weights_path=str(path))
-    with pytest.raises(FileNotFoundError, match="model.weights_path"):
+    with pytest.raises(ConfigError, match="model.weights_path"):
         build_model(encoder="resnet18", weights_path=str(tmp_path / "missing.pth"))
 
 
@@ -74,13 +75,23 @@ def test_compile_keeps_state_dict_keys():
     assert list(plain.state_dict()) == list(compiled.state_dict())
 
 
-def test_encoder_property_for_lr_split():
-    assert build_model(encoder="resnet18").encoder is not None
-    assert build_model(arch="tv_deeplabv3_mnv3").encoder is not None
+@pytest.mark.parametrize(("arch", "encoder", "inner"), [("unet", "resnet18", "encoder"),
+                                                        ("tv_deeplabv3_mnv3", "none", "backbone")])
+def test_encoder_property_for_lr_split(arch, encoder, inner):
+    """``encoder`` is the pretrained-able part (smp's encoder, torchvision's backbone): what
+    optimizer.encoder_lr_mult puts in its own, slower parameter group."""
+    from spark_lightning.optim import param_groups
+
+    net = build_model(arch=arch, encoder=encoder)
+    assert net.encoder is getattr(net.model, inner)
+    enc, rest = param_groups(net, lr=1.0, encoder_lr_mult=0.1)
+    assert enc["lr"] == pytest.approx(0.1) and rest["lr"] == 1.0
+    assert {id(p) for p in enc["params"]} == {id(p) for p in getattr(net.model, inner).parameters()}
+    assert len(enc["params"]) + len(rest["params"]) == len(list(net.parameters()))
 
 
 def test_channels_last_auto_follows_cuda():
     net = build_model(encoder="resnet18", channels_last="auto")
     assert net.channels_last == torch.cuda.is_available()
-    with pytest.raises(ValueError, match="model.channels_last='yes'"):
+    with pytest.raises(ConfigError, match="model.channels_last='yes'"):
         build_model(encoder="resnet18", channels_last="yes")

@@ -121,7 +121,7 @@ def test_split_batch_product_is_effective():
 
 
 def test_budget_on_cpu_only_says_so(caplog):
-    cfg = compose_train(["data.effective_batch_size=32", "budget.vram_gb=16"])
+    cfg = compose_train(["budget.effective_batch_size=32", "budget.vram_gb=16"])
     caplog.set_level("INFO")
     if torch.cuda.is_available():
         pytest.skip("CUDA present: the CPU path is not taken")

@@ -8,12 +8,22 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
-from spark_lightning.data.spark import SparkDataError, read_mask, scan_split
-from spark_lightning.inference import InferenceConfig, slide_probs
+from spark_lightning.data.spark import SparkFormat
+from spark_lightning.errors import CheckpointError, ConfigError, SparkDataError
+from spark_lightning.inference import PredictOptions, Predictor, iter_predictions, slide_probs
 from spark_lightning.outputs import load_mask_npz, save_mask_npz
 from spark_lightning.tasks import run_evaluate, run_predict
+
+
+def scan_split(root, split):
+    return SparkFormat(root).samples(split)
+
+
+def read_mask(path):
+    return SparkFormat().read_mask(path)
 
 from .conftest import compose_task
 
@@ -40,20 +50,71 @@ def test_predict_writes_submission(trained_ckpt, tiny_root, tmp_path):
 
 def test_predict_resumes_by_skipping_done_images(trained_ckpt, tiny_root, tmp_path):
     out = tmp_path / "pred"
-    out.mkdir()
-    done = out / "000030_layer.npz"
+    cfg = predict_cfg(trained_ckpt, tiny_root / "stream-1-test", out, tmp_path)
+    run_predict(cfg)
+    done, lost = sorted(out.glob("*_layer.npz"))[:2]
     save_mask_npz(done, np.full((64, 64), 2, np.uint8))  # a marker no model would predict
-    result = run_predict(predict_cfg(trained_ckpt, tiny_root / "stream-1-test", out, tmp_path))
-    assert result == {**result, "written": 2, "skipped": 1}
-    assert (load_mask_npz(done) == 2).all()
-    assert len(list(out.glob("*_layer.npz"))) == 3
+    lost.unlink()  # as if killed before this one was written
+    result = run_predict(cfg)
+    assert result == {**result, "written": 1, "skipped": 2}
+    assert (load_mask_npz(done) == 2).all() and lost.is_file()
 
 
-@pytest.mark.parametrize("extra", [["predict.mode=slide", "predict.tile=32"], ["predict.tta=flip"]])
-def test_predict_modes_match_shapes(trained_ckpt, tiny_root, tmp_path, extra):
+def test_predict_refuses_to_mix_checkpoints_unless_overwrite(trained_ckpt, tiny_root, tmp_path):
     out = tmp_path / "pred"
-    run_predict(predict_cfg(trained_ckpt, tiny_root / "stream-1-test", out, tmp_path, *extra))
-    assert all(load_mask_npz(f).shape == (64, 64) for f in out.glob("*_layer.npz"))
+    run_predict(predict_cfg(trained_ckpt, tiny_root / "stream-1-test", out, tmp_path))
+    other = tmp_path / "other.ckpt"
+    other.write_bytes(trained_ckpt.read_bytes())
+    with pytest.raises(ConfigError, match=f"made by {trained_ckpt.resolve()}.*overwrite=true"):
+        run_predict(predict_cfg(other, tiny_root / "stream-1-test", out, tmp_path))
+    with pytest.raises(ConfigError, match="overwrite=true"):  # same checkpoint, other settings
+        run_predict(predict_cfg(trained_ckpt, tiny_root / "stream-1-test", out, tmp_path, "predict.tta=flip"))
+    result = run_predict(predict_cfg(other, tiny_root / "stream-1-test", out, tmp_path, "overwrite=true"))
+    assert result["written"] == 3 and result["skipped"] == 0
+    manifest = json.loads((out / "predictions.json").read_text())
+    assert manifest["checkpoints"][0]["path"] == str(other.resolve())
+
+
+class Brightness(nn.Module):
+    """A stand-in network that must get a known mask right: body where the pixel is bright.
+    Pixel-wise, so exact under windows and flips."""
+
+    def forward(self, x):
+        g = (x.float().mean(1, keepdim=True) - 128) / 8
+        return torch.cat([-g, g, torch.full_like(g, -100.0)], 1)
+
+
+@pytest.fixture
+def bright_square(tmp_path):
+    """A 80 x 72 image, black with a bright off-centre rectangle (the 'body'), and its mask."""
+    image = np.zeros((80, 72, 3), np.uint8)
+    image[10:50, 20:61] = 255
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(image).save(folder / "sq_img.jpg", quality=100)
+    return folder / "sq_img.jpg", (image[..., 0] > 0).astype(np.uint8)
+
+
+@pytest.mark.parametrize("options", [dict(mode="resize"), dict(mode="slide", tile=24, overlap=0.3),
+                                     dict(mode="resize", tta="flip"), dict(mode="slide", tile=32, tta="flip")],
+                         ids=["resize", "slide", "flip", "slide+flip"])
+def test_windows_and_flips_reproduce_a_known_mask(bright_square, options):
+    path, truth = bright_square
+    (_, labels, probs), = iter_predictions([Predictor(Brightness(), PredictOptions(**options))], [path], SparkFormat())
+    assert labels.shape == truth.shape and probs.shape == (3, *truth.shape)
+    assert (labels == truth).all()
+
+
+def test_scales_and_ensembles_average_probabilities(bright_square):
+    """Scales and models average probabilities: halving the working scale blurs only the edges."""
+    path, truth = bright_square
+    scaled = Predictor(Brightness(), PredictOptions(size=64, scales=(0.5, 1.0)))
+    plain = Predictor(Brightness(), PredictOptions())
+    (_, labels, probs), = iter_predictions([scaled, plain], [path], SparkFormat())
+    assert (labels == truth).mean() > 0.98
+    (_, _, plain_probs), = iter_predictions([plain], [path], SparkFormat())
+    assert torch.allclose(probs.sum(0), torch.ones_like(probs[0]), atol=1e-5)  # still a distribution
+    assert not torch.allclose(probs, plain_probs)  # the scaled member contributed
 
 
 class Doubler(nn.Module):
@@ -70,11 +131,11 @@ def test_slide_on_size_not_divisible_by_tile_equals_whole_image():
     assert slid.shape == whole.shape and torch.allclose(slid, whole, atol=1e-5)
 
 
-def test_bad_inference_options():
-    with pytest.raises(ValueError, match="predict.mode='tiles'"):
-        InferenceConfig(mode="tiles")
-    with pytest.raises(ValueError, match="needs predict.tile"):
-        InferenceConfig(mode="slide")
+def test_bad_predict_options():
+    with pytest.raises(ConfigError, match="predict.mode='tiles'"):
+        PredictOptions(mode="tiles")
+    with pytest.raises(ConfigError, match="needs predict.tile"):
+        PredictOptions(mode="slide")
 
 
 def test_predict_errors_name_the_file(trained_ckpt, tmp_path):
@@ -89,7 +150,7 @@ def test_predict_errors_name_the_file(trained_ckpt, tmp_path):
     ckpt = torch.load(trained_ckpt, weights_only=False)
     ckpt["state_dict"] = {k.replace("net.model.", "net.other."): v for k, v in ckpt["state_dict"].items()}
     torch.save(ckpt, bogus)
-    with pytest.raises(SparkDataError, match=f"checkpoint {bogus} does not match"):
+    with pytest.raises(CheckpointError, match=f"checkpoint {bogus} does not match"):
         run_predict(predict_cfg(bogus, empty, tmp_path / "o", tmp_path))
 
 
@@ -140,14 +201,25 @@ def test_evaluate_reports_missing_and_extra(tiny_root, tmp_path, caplog):
 
 
 def test_evaluate_checkpoint_uses_training_metric(trained_ckpt, tiny_root, tmp_path):
+    """Scoring a checkpoint = predicting, then the training metrics on (prediction, truth)."""
+    from spark_lightning.metrics import segmentation_metrics
+
     result = run_evaluate(eval_cfg(tiny_root, tmp_path, f"ckpt={trained_ckpt}", "predict.num_workers=0"))
-    assert 0.0 <= result["metrics"]["spark_score"] <= 1.0
-    assert set(result["metrics"]) >= {"spark_score", "spark_body", "spark_panel", "iou", "iou_body", "iou_panel"}
+    val = tiny_root / "images"
+    run_predict(predict_cfg(trained_ckpt, val, tmp_path / "pred", tmp_path))  # every image; val ones are scored
+    metrics = segmentation_metrics()
+    for sample in scan_split(tiny_root, "val"):
+        pred = load_mask_npz(tmp_path / "pred" / f"{sample.name}_layer.npz")
+        metrics.update(torch.from_numpy(pred.astype(np.int64))[None], torch.from_numpy(read_mask(sample.mask))[None].long())
+    expected = {k: float(v) for k, v in metrics.compute().items()}
+    assert result["metrics"] == pytest.approx(expected)
+    from_folder = run_evaluate(eval_cfg(tiny_root, tmp_path, f"predictions={tmp_path / 'pred'}"))
+    assert from_folder["metrics"] == pytest.approx(expected)
 
 
 def test_checkpoint_with_pretrained_encoder_loads_offline(trained_ckpt, tmp_path, monkeypatch):
     """Weights come from the checkpoint: no hub download is attempted when predicting."""
-    from spark_lightning.inference import load_network
+    from spark_lightning.checkpoints import load_network
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hub"))
@@ -155,7 +227,7 @@ def test_checkpoint_with_pretrained_encoder_loads_offline(trained_ckpt, tmp_path
     ckpt["hyper_parameters"]["model"]["encoder_weights"] = "imagenet"
     path = tmp_path / "pretrained.ckpt"
     torch.save(ckpt, path)
-    net, hparams = load_network(path)
+    net, info = load_network(path)
     state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     assert all(torch.equal(net.state_dict()[k], v) for k, v in state.items())
-    assert hparams["inference"]["size"] == 48
+    assert info["size"] == 48  # the training scale, from the data module's hyperparameters

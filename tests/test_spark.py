@@ -8,16 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from spark_lightning.data.spark import (
-    SPACECRAFT,
-    SparkDataError,
-    decode_mask,
-    encode_mask,
-    read_mask,
-    read_rgb,
-    scan_images,
-    scan_split,
-)
+from spark_lightning.data.formats import read_rgb
+from spark_lightning.data.spark import SPACECRAFT, SparkFormat, decode_mask, encode_mask
+from spark_lightning.errors import SparkDataError
+
+
+def scan_split(root, split):
+    return SparkFormat(root).samples(split)
 
 
 @pytest.fixture
@@ -32,9 +29,9 @@ def test_scan_pairs_every_image_with_its_mask(tiny_root):
     assert len(train) == 24 and len(val) == 6
     for s in train + val:
         assert s.image.name == f"{s.name}_img.jpg" and s.mask.name == f"{s.name}_layer.jpg"
-        assert s.image.parent.parent.name == SPACECRAFT[s.spacecraft]
+        assert s.image.parent.parent.name == s.group
         assert s.mask.parts[-4] == "mask"
-    assert {s.spacecraft for s in train} == set(range(10))
+    assert {s.group for s in train} == set(SPACECRAFT)
 
 
 def test_scan_ignores_macos_and_stray_files(root_copy):
@@ -114,13 +111,14 @@ def test_read_downscaled(tiny_root):
     sample = scan_split(tiny_root, "val")[0]
     assert read_rgb(sample.image).shape == (64, 64, 3)
     assert read_rgb(sample.image, 32).shape == (32, 32, 3)
-    mask = read_mask(sample.mask, 32)
+    mask = SparkFormat(tiny_root).read_mask(sample.mask, 32)
     assert mask.shape == (32, 32) and set(np.unique(mask)) <= {0, 1, 2}
 
 
-def test_scan_images_finds_test_folder(tiny_root, tmp_path):
-    paths = scan_images(tiny_root / "stream-1-test")
+def test_find_images_finds_test_folder(tiny_root, tmp_path):
+    fmt = SparkFormat()
+    paths = fmt.find_images(tiny_root / "stream-1-test")
     assert len(paths) == 3 and all(p.name.endswith("_img.jpg") for p in paths)
     (tmp_path / "other.jpg").write_bytes(b"")
     with pytest.raises(SparkDataError, match="no \\*_img.jpg"):
-        scan_images(tmp_path)
+        fmt.find_images(tmp_path)

@@ -13,41 +13,48 @@ import pytest
 from omegaconf import OmegaConf
 
 from spark_lightning.report import main as report_main
+from spark_lightning.wandb_run import PATH_KEYS
 from spark_lightning.report import write_report
 
-from .conftest import compose_train
+from .conftest import compose_train, run_main, smoke_args
 
-TINY_ARGS = ["data.size=64", "data.batch_size=4", "data.num_workers=0", "trainer.max_epochs=1",
-             "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1", "callbacks.progress_bar=null"]
+TINY_ARGS = ["trainer.limit_train_batches=1", "trainer.limit_val_batches=1"]
 
 
 def run_cli(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """The train command as a real process (for what needs one: DDP ranks)."""
     env = {**os.environ, "SPARK_LIGHTNING_CACHE": str(cwd / "cache"), "WANDB_MODE": "offline"}
     env.pop("WANDB_API_KEY", None)
     return subprocess.run([sys.executable, "-m", "spark_lightning.train", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.fixture
+def offline_wandb(monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+
+
 @pytest.mark.slow
-def test_two_by_two_multirun_with_wandb_and_report(tiny_root, tmp_path):
+def test_two_by_two_multirun_with_wandb_and_report(tiny_root, tmp_path, monkeypatch, offline_wandb):
     sweep = tmp_path / "sweep"
-    proc = run_cli(["--multirun", "model=unet_mobilenet_v2,deeplabv3_mnv3", "loss=ce,jaccard", f"data.root={tiny_root}",
-                    *TINY_ARGS, f"hydra.sweep.dir={sweep}"], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    code = run_main("train", ["--multirun", "model.width=4,8", "loss=ce,jaccard", *smoke_args(tiny_root, tmp_path),
+                              "logger=default", *TINY_ARGS, f"hydra.sweep.dir={sweep}"], monkeypatch)
+    assert code == 0
     runs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
     assert len(runs) == 4
     configs = [OmegaConf.load(r / "config.yaml") for r in runs]
-    assert {(c.loss._target_.rsplit(".", 1)[1], c.model.arch) for c in configs} == {
-        (loss, arch) for loss in ("CrossEntropy", "JaccardLoss") for arch in ("unet", "tv_deeplabv3_mnv3")}
+    assert {(c.loss._target_.rsplit(".", 1)[1], c.model.width) for c in configs} == {
+        (loss, width) for loss in ("CrossEntropy", "JaccardLoss") for width in (4, 8)}
     wandb_runs = [p for r in runs for p in (r / "wandb").glob("offline-run-*")]
     assert len(wandb_runs) == 4 and len({p.name.rsplit("-", 1)[1] for p in wandb_runs}) == 4
     assert {c.logger.wandb.group for c in configs} == {"sweep"}  # one group: the sweep
     for r, c in zip(runs, configs):  # tags = the job's overrides (paths left out)
-        overrides = [o for o in OmegaConf.load(r / ".hydra" / "overrides.yaml") if not o.startswith("data.root")]
+        overrides = [o for o in OmegaConf.load(r / ".hydra" / "overrides.yaml") if not o.startswith(PATH_KEYS)]
         assert sorted(c.logger.wandb.tags) == sorted(overrides)
     rows = write_report(sweep)
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
-    scores = [r["spark_score"] for r in rows]
+    scores = [r["score"] for r in rows]
     assert scores == sorted(scores, reverse=True)
     table = list(csv.DictReader(open(sweep / "report.csv")))
     assert [t["run"] for t in table] == [r["run"] for r in rows]
@@ -57,12 +64,12 @@ def test_two_by_two_multirun_with_wandb_and_report(tiny_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_failing_job_is_reported_and_others_finish(tiny_root, tmp_path, capsys):
+def test_failing_job_is_reported_and_others_finish(tiny_root, tmp_path, monkeypatch, capsys):
     sweep = tmp_path / "sweep"
-    proc = run_cli(["-m", "model=unet_mobilenet_v2", "model.encoder=mobilenet_v2,no_such_encoder", "logger=csv",
-                    f"data.root={tiny_root}", *TINY_ARGS, f"hydra.sweep.dir={sweep}"], tmp_path)
-    assert proc.returncode != 0
-    assert "no_such_encoder" in proc.stderr
+    code = run_main("train", ["-m", "model=unet_mobilenet_v2", "model.encoder=mobilenet_v2,no_such_encoder",
+                              *smoke_args(tiny_root, tmp_path), *TINY_ARGS, f"hydra.sweep.dir={sweep}"], monkeypatch)
+    assert code != 0
+    assert "no_such_encoder" in capsys.readouterr().err
     by_encoder = {next(o for o in OmegaConf.load(r / ".hydra" / "overrides.yaml") if o.startswith("model.encoder")): r
                   for r in (p.parent.parent for p in sweep.glob("*/.hydra/overrides.yaml"))}
     good, bad = by_encoder["model.encoder=mobilenet_v2"], by_encoder["model.encoder=no_such_encoder"]
@@ -70,7 +77,7 @@ def test_failing_job_is_reported_and_others_finish(tiny_root, tmp_path, capsys):
     assert "is not a known encoder" in (bad / "FAILED").read_text()
     report_main([str(sweep)])
     rows = list(csv.DictReader(open(sweep / "report.csv")))
-    assert [r["status"] for r in rows][0] == "ok" and rows[1]["status"].startswith("failed: ValueError")
+    assert [r["status"] for r in rows][0] == "ok" and rows[1]["status"].startswith("failed: ConfigError")
     assert "wrote" in capsys.readouterr().out
 
 
@@ -122,16 +129,25 @@ def test_slurm_launcher_config():
     assert launcher.gpus_per_node == 1 and launcher.partition == "gpu" and launcher.array_parallelism == 4
 
 
-def test_ddp_trainer_config():
-    cfg = compose_train(["trainer=ddp"])
-    assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == 2
+def test_ddp_trainer_config(tmp_path):
+    """trainer=ddp builds a 2-process DDP Trainer with synchronised BatchNorm (on CPU here: gloo)."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from spark_lightning.builders import build_trainer
+
+    cfg = compose_train(["trainer=ddp", "trainer.accelerator=cpu", "logger=none"])
+    cfg.paths.output_dir = str(tmp_path)
+    trainer = build_trainer(cfg)
+    assert isinstance(trainer.strategy, DDPStrategy) and trainer.num_devices == 2
+    assert trainer.strategy._get_process_group_backend() == "gloo"
+    assert type(trainer.strategy._layer_sync).__name__ == "TorchSyncBatchNorm"  # no public accessor
 
 
 @pytest.mark.slow
 def test_ddp_two_gloo_processes_under_multirun(tiny_root, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli(["-m", "trainer=ddp", "trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.sync_batchnorm=false",
-                    "model=unet_mobilenet_v2", "logger=csv", f"data.root={tiny_root}", *TINY_ARGS,
+    proc = run_cli(["-m", *smoke_args(tiny_root, tmp_path), "trainer=ddp", "trainer.accelerator=cpu",
+                    "trainer.precision=32-true", "trainer.sync_batchnorm=false", *TINY_ARGS,
                     f"hydra.sweep.dir={sweep}"], tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = [p.parent for p in sweep.glob("*/metrics.json")]
@@ -141,18 +157,15 @@ def test_ddp_two_gloo_processes_under_multirun(tiny_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_optuna_search_writes_study_and_resumes(tiny_root, tmp_path):
+def test_optuna_search_writes_study_and_resumes(tiny_root, tmp_path, monkeypatch):
     import optuna
 
     sweep = tmp_path / "optuna"
     args = ["hparams_search=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2",
-            "model=unet_mobilenet_v2", "logger=csv", f"data.root={tiny_root}", *TINY_ARGS,
-            f"hydra.sweep.dir={sweep}"]
-    proc = run_cli(args, tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+            *smoke_args(tiny_root, tmp_path), *TINY_ARGS, f"hydra.sweep.dir={sweep}"]
+    assert run_main("train", args, monkeypatch) == 0
     storage = f"sqlite:///{sweep / 'optuna.db'}"
     study = optuna.load_study(study_name="spark_search", storage=storage)
     assert len(study.trials) == 3 and all(t.value is not None and 0 <= t.value <= 1 for t in study.trials)
-    proc = run_cli([*args, "hydra.sweeper.n_trials=1"], tmp_path)  # continue the interrupted search
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert run_main("train", [*args, "hydra.sweeper.n_trials=1"], monkeypatch) == 0  # continue the search
     assert len(optuna.load_study(study_name="spark_search", storage=storage).trials) == 4

@@ -1,24 +1,29 @@
 """On-disk cache of decoded, downscaled samples, so epoch 2+ never decodes a JPEG again.
 
 One ``.npy`` per sample holds the image and its mask stacked as uint8 (H, W, 4). The file
-name hashes the source paths, sizes and mtimes, and the folder is keyed by the data root
-and target size, so a changed file or another ``data.size`` never reads a stale entry, and
-every job of a multirun sweep over the same data reuses the same cache. Entries are written
-to a temp file and renamed, so parallel loader workers (or a killed run) never leave a
-half-written one.
+name hashes the source paths, sizes and mtimes, and the folder is keyed by the data format,
+root and target size, so a changed file or another ``data.size`` never reads a stale entry,
+and every job of a sweep over the same data reuses the same cache. Entries are written
+atomically; an entry that is empty, damaged or of the wrong shape is rebuilt, not trusted.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from spark_lightning.data.spark import Sample, SparkDataError, read_mask, read_rgb
+from spark_lightning.atomic import write_with
+from spark_lightning.data.formats import SegmentationFormat, Sample
+from spark_lightning.errors import SparkDataError
 
-CACHE_VERSION = 1
+log = logging.getLogger(__name__)
+CACHE_VERSION = 2
 
 
 def default_cache_dir() -> Path:
@@ -35,42 +40,70 @@ def _digest(*parts: object) -> str:
 
 
 class SampleCache:
-    """Decoded (image, mask) pairs of one data root at one size."""
+    """Decoded (image, mask) pairs of one data set at one size."""
 
-    def __init__(self, cache_dir: str | Path, root: str | Path, size: int | None) -> None:
-        root = Path(root).expanduser().resolve()
-        self.dir = Path(cache_dir).expanduser() / f"v{CACHE_VERSION}-{_digest(root, size)}-{size or 'full'}"
-        self.size = size
+    def __init__(self, cache_dir: str | Path, fmt: SegmentationFormat, size: int | None) -> None:
+        root = fmt.root.expanduser().resolve()
+        key = _digest(type(fmt).__qualname__, root, size)
+        self.dir = Path(cache_dir).expanduser() / f"v{CACHE_VERSION}-{key}-{size or 'full'}"
+        self.fmt, self.size = fmt, size
 
     def path(self, sample: Sample) -> Path:
         stats = [(p, p.stat().st_size, p.stat().st_mtime_ns) for p in (sample.image, sample.mask) if p]
         return self.dir / f"{_digest(*stats)}.npy"
 
+    def _read(self, path: Path) -> np.ndarray | None:
+        """A stored entry, or None when missing or not a whole, well-shaped entry."""
+        try:
+            both = np.load(path, allow_pickle=False)
+        except (FileNotFoundError, ValueError, OSError, EOFError):
+            return None
+        if both.dtype != np.uint8 or both.ndim != 3 or both.shape[2] != 4 or (
+                self.size is not None and both.shape[:2] != (self.size, self.size)):
+            log.warning("cache entry %s has shape %s %s: rebuilding it", path, both.shape, both.dtype)
+            return None
+        return both
+
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
         """(image HxWx3, mask HxW) as uint8, decoding and storing them on a miss."""
         path = self.path(sample)
+        both = self._read(path)
+        if both is None:
+            image, mask = self.fmt.read_sample(sample, self.size)
+            both = np.concatenate([image, mask[..., None]], axis=-1)
+            self._store(path, both)
+        return both[..., :3], both[..., 3]
+
+    def _store(self, path: Path, both: np.ndarray) -> None:
         try:
-            both = np.load(path)
-            return both[..., :3], both[..., 3]
-        except (FileNotFoundError, ValueError, OSError):
-            pass  # a miss, or an unreadable entry that we simply rebuild
-        image, mask = decode_sample(sample, self.size)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, np.concatenate([image, mask[..., None]], axis=-1))
-        os.replace(tmp, path)
-        return image, mask
+            write_with(path, lambda f: np.save(f, both))
+        except OSError as err:
+            if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT):
+                raise SparkDataError(
+                    f"{err.strerror}. Turn the cache off with data.cache=false, or point data.cache_dir "
+                    "(or $SPARK_LIGHTNING_CACHE) at a writable folder with space."
+                ) from err
+            raise
 
+    def fill(self, samples: list[Sample], workers: int = 2) -> int:
+        """Decode every sample not cached yet (threads: decoding releases the GIL); raise one
+        SparkDataError listing every unreadable file. Returns how many entries were written."""
+        todo = [s for s in samples if self._read(self.path(s)) is None]
+        if not todo:
+            return 0
+        log.info("decoding %d samples into the cache %s (once)", len(todo), self.dir)
+        errors = []
 
-def decode_sample(sample: Sample, size: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Decode one sample from its JPEGs (no cache)."""
-    image = read_rgb(sample.image, size)
-    if sample.mask is None:
-        return image, np.zeros(image.shape[:2], np.uint8)
-    mask = read_mask(sample.mask, size)
-    if mask.shape != image.shape[:2]:
-        raise SparkDataError(
-            f"mask {sample.mask} is {mask.shape[1]}x{mask.shape[0]} but image {sample.image} is "
-            f"{image.shape[1]}x{image.shape[0]}: they must match."
-        )
-    return image, mask
+        def one(sample: Sample) -> None:
+            try:
+                self.load(sample)
+            except SparkDataError as err:
+                if "data.cache=false" in str(err):
+                    raise
+                errors.append(str(err))
+
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            list(pool.map(one, todo))
+        if errors:
+            raise SparkDataError(f"{len(errors)} unreadable file(s):\n  " + "\n  ".join(sorted(errors)))
+        return len(todo)

@@ -1,8 +1,8 @@
-"""SparkDataModule: SPARK layout (real or synthetic) -> cached, downscaled, augmented batches.
+"""SparkDataModule: a data set format -> cached, downscaled, augmented batches.
 
 Batches carry uint8 images (B, 3, H, W) and uint8 masks (B, H, W): a quarter of the bytes of
 float32 through the loader and the host-to-device copy. The LightningModule converts and
-normalises on the device.
+normalises on the device. The format (SPARK, synthetic, your own) is the ``dataset`` config.
 """
 
 from __future__ import annotations
@@ -15,26 +15,34 @@ import albumentations as A
 import lightning as L
 import numpy as np
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from spark_lightning.data.cache import SampleCache, decode_sample, default_cache_dir
-from spark_lightning.data.spark import Sample, scan_split
-from spark_lightning.data.synthetic import generate
+from spark_lightning.data.cache import SampleCache, default_cache_dir
+from spark_lightning.data.formats import SegmentationFormat, Sample
+from spark_lightning.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
-class SparkDataset(Dataset):
+def build_format(dataset: dict | DictConfig | SegmentationFormat, root: str | None = None) -> SegmentationFormat:
+    """A format from its ``_target_`` config (``root`` passed in when given)."""
+    if isinstance(dataset, SegmentationFormat):
+        return dataset
+    kwargs = {"root": root} if root else {}
+    fmt = instantiate(dataset, **kwargs)
+    if not isinstance(fmt, SegmentationFormat):
+        raise ConfigError(f"data.dataset._target_={dataset.get('_target_')!r} is not a SegmentationFormat subclass.")
+    return fmt
+
+
+class SegmentationDataset(Dataset):
     """Samples of one split, read through the cache (or decoded every time)."""
 
-    def __init__(
-        self,
-        samples: list[Sample],
-        size: int | None,
-        cache: SampleCache | None = None,
-        transform: A.BaseCompose | None = None,
-    ) -> None:
-        self.samples, self.size, self.cache, self.transform = samples, size, cache, transform
+    def __init__(self, samples: list[Sample], fmt: SegmentationFormat, size: int | None,
+                 cache: SampleCache | None = None, transform: A.BaseCompose | None = None) -> None:
+        self.samples, self.fmt, self.size, self.cache, self.transform = samples, fmt, size, cache, transform
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -44,14 +52,14 @@ class SparkDataset(Dataset):
         if self.cache is not None:
             image, mask = self.cache.load(sample)
         else:
-            image, mask = decode_sample(sample, self.size)
+            image, mask = self.fmt.read_sample(sample, self.size)
         if self.transform is not None:
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "mask": torch.tensor(mask),  # a copy: decoded masks may be read-only views
-            "spacecraft": sample.spacecraft,
+            "group": sample.group,
             "name": sample.name,
         }
 
@@ -69,23 +77,36 @@ def seed_worker_transform(worker_id: int) -> None:
         transform.set_random_seed(torch.initial_seed() % 2**32)
 
 
+def _check_sizes(size: int | None, crop: int | None, batch_size: int) -> None:
+    for key, value in (("data.size", size), ("data.crop", crop)):
+        if value is not None and (not isinstance(value, int) or value < 16):
+            raise ConfigError(f"{key}={value!r}: give a whole number of pixels >= 16, or null.")
+    if crop is not None and size is not None and crop > size:
+        raise ConfigError(f"data.crop={crop} is larger than data.size={size}: choose crop <= size.")
+    if batch_size < 1:
+        raise ConfigError(f"data.batch_size={batch_size} must be at least 1.")
+
+
 class SparkDataModule(L.LightningDataModule):
-    """SPARK 2024 Stream 1 data: train on ``train``, validate on ``val``.
+    """Train on ``train_split``, validate on ``val_split`` of a data set format.
 
     Args:
-        root: a folder in the SPARK layout; ``None`` generates (once) and uses a synthetic set.
+        dataset: the format's ``_target_`` config (or a format object); stored in checkpoints.
+        root: the data folder, passed to the format (``data.root=...``).
         size: square side the images are downscaled to (``None`` keeps full resolution).
         crop: random crops of this side from the downscaled training images (tiling for
             high-resolution training); validation always sees whole images.
-        cache: keep decoded, downscaled samples on disk (``cache_dir``) after first use.
+        cache: keep decoded, downscaled samples on disk (``cache_dir``) after first use; the
+            first run decodes (and so checks) every file up front.
         train_transform: an albumentations pipeline (config group ``aug``).
-        synthetic: generator arguments (num_images, size, seed) used when root is None.
-        effective_batch_size: read by the VRAM budget helper (``spark_lightning.budget``),
-            which sets ``batch_size`` and gradient accumulation from it; unused here.
+
+    ``size`` and ``crop`` are saved as hyperparameters, which Lightning puts into every
+    checkpoint: prediction reads the training scale from there.
     """
 
     def __init__(
         self,
+        dataset: dict | DictConfig | SegmentationFormat,
         root: str | None = None,
         size: int | None = 512,
         crop: int | None = None,
@@ -96,57 +117,60 @@ class SparkDataModule(L.LightningDataModule):
         cache: bool = True,
         cache_dir: str | None = None,
         train_transform: A.BaseCompose | None = None,
-        synthetic: dict[str, Any] | None = None,
         train_split: str = "train",
         val_split: str = "val",
-        effective_batch_size: int | None = None,
     ) -> None:
         super().__init__()
-        if crop is not None and size is not None and crop > size:
-            raise ValueError(f"data.crop={crop} is larger than data.size={size}: choose crop <= size.")
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size={batch_size} must be at least 1.")
-        self.root, self.size, self.crop = root, size, crop
+        _check_sizes(size, crop, batch_size)
+        config = OmegaConf.to_container(dataset, resolve=True) if isinstance(dataset, DictConfig) else dataset
+        self.save_hyperparameters({"dataset": config if isinstance(config, dict) else None, "root": root,
+                                   "size": size, "crop": crop, "train_split": train_split, "val_split": val_split})
+        self.format = build_format(dataset, root)
+        self.size, self.crop = size, crop
         self.batch_size, self.num_workers = batch_size, num_workers
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.use_cache = cache
-        self.synthetic = {"num_images": 500, "size": 256, "seed": 0, **dict(synthetic or {})}
         self.train_split, self.val_split = train_split, val_split
         transforms = [A.RandomCrop(crop, crop, pad_if_needed=True)] if crop else []
         if train_transform is not None:
             transforms.append(train_transform)
         self.train_transform = A.Compose(transforms) if transforms else None
-        self.train_set: SparkDataset | None = None
-        self.val_set: SparkDataset | None = None
+        self.train_set: SegmentationDataset | None = None
+        self.val_set: SegmentationDataset | None = None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.format.classes)
 
     @property
     def data_root(self) -> Path:
-        """The folder read: ``root``, or where the synthetic set lives."""
-        if self.root:
-            return Path(self.root).expanduser()
-        s = self.synthetic
-        return self.cache_dir / f"synthetic-n{s['num_images']}-s{s['size']}-seed{s['seed']}"
+        """The folder read: ``root``, or where the generated set lives."""
+        return self.format.root
+
+    def _cache(self) -> SampleCache | None:
+        return SampleCache(self.cache_dir / "samples", self.format, self.size) if self.use_cache else None
 
     def prepare_data(self) -> None:
-        if self.root or self.data_root.exists():
-            return
-        log.info("data.root not set: generating a synthetic SPARK-like set in %s", self.data_root)
-        generate(self.data_root, **self.synthetic)
+        """Generate the data if needed, then decode every sample into the cache once, so a bad
+        file stops the run now (all of them listed) and not after an epoch of training."""
+        self.format.prepare()
+        cache = self._cache()
+        if cache is not None:
+            samples = [s for split in (self.train_split, self.val_split) for s in self.format.samples(split)]
+            cache.fill(samples, max(1, self.num_workers))
 
-    def _dataset(self, split: str, transform: A.BaseCompose | None) -> SparkDataset:
-        cache = SampleCache(self.cache_dir / "samples", self.data_root, self.size) if self.use_cache else None
-        return SparkDataset(scan_split(self.data_root, split), self.size, cache, transform)
+    def _dataset(self, split: str, transform: A.BaseCompose | None) -> SegmentationDataset:
+        return SegmentationDataset(self.format.samples(split), self.format, self.size, self._cache(), transform)
 
     def setup(self, stage: str | None = None) -> None:
-        if not self.root:
-            log.info("using synthetic data from %s", self.data_root)
         if stage in ("fit", None) and self.train_set is None:
+            log.info("training on %s", self.format.describe())
             self.train_set = self._dataset(self.train_split, self.train_transform)
         if stage in ("fit", "validate", None) and self.val_set is None:
             self.val_set = self._dataset(self.val_split, None)
 
-    def _loader(self, dataset: SparkDataset, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: SegmentationDataset, shuffle: bool) -> DataLoader:
         workers = self.num_workers
         return DataLoader(
             dataset,

@@ -1,20 +1,25 @@
-"""The SPARK 2024 Stream 1 layout: folder scan, mask colour decoding, image reading.
+"""The SPARK 2024 Stream 1 format: folder scan and colour-mask decoding.
 
 Both the real data and the synthetic generator use this layout (see shared/spark_format.md):
 
     <root>/images/<Spacecraft>/<split>/<name>_img.jpg
     <root>/mask/<Spacecraft>/<split>/<name>_layer.jpg
 
-The CSVs are not documented publicly, so we scan folders instead of trusting them.
+The CSVs are not documented publicly, so the folders are scanned instead.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from spark_lightning.data.formats import SegmentationFormat, Sample
+from spark_lightning.errors import SparkDataError
+
+log = logging.getLogger(__name__)
 
 # The organisers' class-index order; note the space in "XMM Newton".
 SPACECRAFT = (
@@ -35,35 +40,45 @@ CLASS_COLORS = np.array([[0, 0, 0], [255, 0, 0], [0, 0, 255]], dtype=np.uint8)
 
 IMAGE_SUFFIX = "_img.jpg"
 MASK_SUFFIX = "_layer.jpg"
+# A mask may hold this share of bright pixels in none of the three colours (JPEG smear at edges
+# stays far below it); more means another colour code, and the file is rejected.
+MAX_UNKNOWN_SHARE = 0.25
+MIN_UNKNOWN_PIXELS = 64
 
 
-class SparkDataError(ValueError):
-    """Bad or missing SPARK data; the message names the path and what to do."""
+def decode_mask(rgb: np.ndarray, path: Path | str = "mask") -> np.ndarray:
+    """RGB mask (H, W, 3) -> uint8 class ids (H, W).
 
-
-@dataclass(frozen=True)
-class Sample:
-    """One image of a split: its files, its name (without suffix) and spacecraft index."""
-
-    image: Path
-    mask: Path | None
-    name: str
-    spacecraft: int
-
-
-def decode_mask(rgb: np.ndarray) -> np.ndarray:
-    """RGB JPEG mask (H, W, 3) -> uint8 class index (H, W).
-
-    Thresholds, not exact colours, because JPEG smears the colours at edges:
-    body = R>200 and G,B<100; panel = B>200 and R,G<100; anything else background.
+    Thresholds, not exact colours, because JPEG smears colours at edges: body = R>200 and
+    G,B<100; panel = B>200 and R,G<100; dark pixels background. Bright pixels in none of these
+    colours are counted; when they are a large share of the foreground (pink, purple, green
+    masks) the file is rejected with the colours found, instead of being read as background.
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise SparkDataError(f"mask must be H x W x 3 RGB, got shape {rgb.shape}")
+        raise SparkDataError(f"mask {path} must be H x W x 3 RGB, got shape {rgb.shape}")
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    body = (r > 200) & (g < 100) & (b < 100)
+    panel = (b > 200) & (r < 100) & (g < 100)
+    unknown = ~body & ~panel & (rgb.max(-1) >= 100)
+    n_unknown = int(unknown.sum())
+    if n_unknown >= MIN_UNKNOWN_PIXELS and n_unknown > MAX_UNKNOWN_SHARE * (n_unknown + body.sum() + panel.sum()):
+        colours = _common_colours(rgb[unknown])
+        raise SparkDataError(
+            f"mask {path}: {n_unknown} pixels ({n_unknown / unknown.size:.1%}) are neither black, red (255,0,0) "
+            f"nor blue (0,0,255); most common: {colours}. SPARK masks are red body / blue panels: convert the "
+            "masks, or use a data format that reads this colour code."
+        )
     out = np.zeros(rgb.shape[:2], dtype=np.uint8)
-    out[(r > 200) & (g < 100) & (b < 100)] = 1
-    out[(b > 200) & (r < 100) & (g < 100)] = 2
+    out[body] = 1
+    out[panel] = 2
     return out
+
+
+def _common_colours(pixels: np.ndarray, n: int = 3) -> str:
+    quantised = (pixels.astype(np.int32) // 32) * 32 + 16
+    values, counts = np.unique(quantised, axis=0, return_counts=True)
+    order = np.argsort(-counts)[:n]
+    return ", ".join(f"~{tuple(int(v) for v in values[i])} x{counts[i]}" for i in order)
 
 
 def encode_mask(index: np.ndarray) -> np.ndarray:
@@ -71,43 +86,24 @@ def encode_mask(index: np.ndarray) -> np.ndarray:
     return CLASS_COLORS[index]
 
 
-def read_rgb(path: Path, size: int | None = None) -> np.ndarray:
-    """Read an image as uint8 RGB, optionally downscaled to size x size.
-
-    PIL's ``draft`` lets libjpeg decode straight at 1/2, 1/4 or 1/8 scale, which is much
-    cheaper than decoding at full size and resizing. Truncated or unreadable files raise
-    SparkDataError naming the file.
-    """
+def read_label_image(path: Path, num_classes: int) -> np.ndarray:
+    """A mask file as class ids: SPARK colours, or an index mask (grey values 0..C-1)."""
     try:
         with Image.open(path) as im:
-            if size is not None and im.format == "JPEG":
-                im.draft("RGB", (size, size))
-            im = im.convert("RGB")
-            if size is not None and im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            return np.asarray(im)
+            array = np.asarray(im.convert("RGB") if im.mode in ("RGB", "RGBA", "P", "CMYK") else im)
     except (OSError, SyntaxError) as err:
+        raise SparkDataError(f"cannot read mask {path}: {err}. Re-extract or delete this file.") from err
+    if array.ndim == 3 and (array[..., 0] == array[..., 1]).all() and (array[..., 1] == array[..., 2]).all():
+        array = array[..., 0]
+    if array.ndim == 2:  # grey: an index mask, or a broken one
+        if array.max(initial=0) < num_classes:
+            return array.astype(np.uint8)
+        values = np.unique(array)
         raise SparkDataError(
-            f"cannot read image {path}: {err}. Re-extract or delete this file."
-        ) from err
-
-
-def read_mask(path: Path, size: int | None = None) -> np.ndarray:
-    """Read a colour-coded mask as a class index map, resized by nearest neighbour.
-
-    Masks are decoded at full size first: decoding at reduced scale (or bilinear resizing)
-    would blend red/blue with black and move the class boundaries.
-    """
-    try:
-        with Image.open(path) as im:
-            index = decode_mask(np.asarray(im.convert("RGB")))
-    except (OSError, SyntaxError) as err:
-        raise SparkDataError(
-            f"cannot read mask {path}: {err}. Re-extract or delete this file."
-        ) from err
-    if size is not None and index.shape != (size, size):
-        index = np.asarray(Image.fromarray(index).resize((size, size), Image.NEAREST))
-    return index
+            f"mask {path} is single-channel with values {values[:8].tolist()}{'...' if len(values) > 8 else ''}: "
+            f"expected SPARK colours (red body, blue panels) or class ids 0..{num_classes - 1}."
+        )
+    return decode_mask(array, path)
 
 
 def _visible_files(folder: Path, suffix: str) -> dict[str, Path]:
@@ -119,75 +115,73 @@ def _visible_files(folder: Path, suffix: str) -> dict[str, Path]:
     }
 
 
-def scan_split(root: str | Path, split: str, require_masks: bool = True) -> list[Sample]:
-    """List the samples of one split, pairing every ``_img`` with its ``_layer``.
+def _pair(craft: str, img_dir: Path, mask_dir: Path) -> list[Sample]:
+    """Samples of one spacecraft folder; an image without a mask (or the reverse) is an error."""
+    if not mask_dir.is_dir():
+        raise SparkDataError(
+            f"{mask_dir} not found but {img_dir} exists: every image folder needs its mask folder "
+            "(mask/<Spacecraft>/<split>/)."
+        )
+    images, masks = _visible_files(img_dir, IMAGE_SUFFIX), _visible_files(mask_dir, MASK_SUFFIX)
+    for missing, have, want, kind in ((sorted(set(images) - set(masks)), images, mask_dir, "mask"),
+                                      (sorted(set(masks) - set(images)), masks, img_dir, "image")):
+        if missing:
+            suffix = MASK_SUFFIX if kind == "mask" else IMAGE_SUFFIX
+            raise SparkDataError(
+                f"{len(missing)} file(s) in {have[missing[0]].parent} have no {kind}, e.g. {have[missing[0]].name} "
+                f"(expected {want / (missing[0] + suffix)}). Restore the {kind}s or remove those files."
+            )
+    return [Sample(images[n], masks[n], n, craft) for n in sorted(images)]
 
-    Raises SparkDataError for a missing root or split, an empty split, or an image without
-    a mask (or a mask without an image), so training never silently runs on nothing.
+
+class SparkFormat(SegmentationFormat):
+    """SPARK 2024 Stream 1: ``images/<Spacecraft>/<split>/`` + colour ``mask/``.
+
+    Folders other than the ten known spacecraft are read too (the type is informational),
+    with one warning listing them.
     """
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise SparkDataError(
-            f"data root {root} does not exist. Set data.root to a folder in the SPARK layout "
-            "(images/<Spacecraft>/<split>/...), or leave it unset to use synthetic data."
-        )
-    images_dir, masks_dir = root / "images", root / "mask"
-    if not images_dir.is_dir():
-        raise SparkDataError(
-            f"{images_dir} not found: data.root must hold images/ and mask/ "
-            "(the SPARK 2024 Stream 1 layout)."
-        )
-    samples: list[Sample] = []
-    found_split = False
-    for index, craft in enumerate(SPACECRAFT):
-        img_dir = images_dir / craft / split
-        if not img_dir.is_dir():
-            continue
-        found_split = True
-        images = _visible_files(img_dir, IMAGE_SUFFIX)
-        masks: dict[str, Path] = {}
-        if require_masks:
-            mask_dir = masks_dir / craft / split
-            if not mask_dir.is_dir():
-                raise SparkDataError(
-                    f"{mask_dir} not found but {img_dir} exists: every image folder needs "
-                    "its mask folder (mask/<Spacecraft>/<split>/)."
-                )
-            masks = _visible_files(mask_dir, MASK_SUFFIX)
-            no_mask = sorted(set(images) - set(masks))
-            no_image = sorted(set(masks) - set(images))
-            if no_mask:
-                raise SparkDataError(
-                    f"{len(no_mask)} image(s) in {img_dir} have no mask, e.g. "
-                    f"{images[no_mask[0]].name} (expected {mask_dir / (no_mask[0] + MASK_SUFFIX)})."
-                    " Restore the masks or remove those images."
-                )
-            if no_image:
-                raise SparkDataError(
-                    f"{len(no_image)} mask(s) in {mask_dir} have no image, e.g. "
-                    f"{masks[no_image[0]].name} (expected {img_dir / (no_image[0] + IMAGE_SUFFIX)})."
-                    " Restore the images or remove those masks."
-                )
-        for name in sorted(images):
-            samples.append(Sample(images[name], masks.get(name), name, index))
-    if not found_split:
-        raise SparkDataError(
-            f"split '{split}' not found under {images_dir}: expected folders like "
-            f"{images_dir / SPACECRAFT[0] / split}."
-        )
-    if not samples:
-        raise SparkDataError(f"split '{split}' under {images_dir} holds no *{IMAGE_SUFFIX} files.")
-    return samples
 
+    classes = CLASSES
+    image_suffix = IMAGE_SUFFIX
 
-def scan_images(folder: str | Path) -> list[Path]:
-    """Every ``*_img.jpg`` under a folder (any depth): the unlabelled test layout."""
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise SparkDataError(f"image folder {folder} does not exist.")
-    paths = sorted(
-        p for p in folder.rglob(f"*{IMAGE_SUFFIX}") if p.is_file() and not p.name.startswith(".")
-    )
-    if not paths:
-        raise SparkDataError(f"no *{IMAGE_SUFFIX} files under {folder}.")
-    return paths
+    def _check_root(self) -> Path:
+        root = self.root
+        if not root.is_dir():
+            what = "is a file, not a folder" if root.exists() else "does not exist"
+            raise SparkDataError(
+                f"data root {root} {what}. Set data.root to a folder in the SPARK layout "
+                "(images/<Spacecraft>/<split>/...), or leave it unset to use synthetic data."
+            )
+        if not (root / "images").is_dir():
+            raise SparkDataError(
+                f"{root / 'images'} not found: data.root must hold images/ and mask/ (the SPARK 2024 Stream 1 layout)."
+            )
+        return root
+
+    def spacecraft_folders(self) -> list[str]:
+        """The known spacecraft in the organisers' order, then any other folder, sorted."""
+        found = {p.name for p in (self._check_root() / "images").iterdir() if p.is_dir() and not p.name.startswith(".")}
+        unknown = sorted(found - set(SPACECRAFT))
+        return [c for c in SPACECRAFT if c in found] + unknown
+
+    def samples(self, split: str) -> list[Sample]:
+        """Every image of one split paired with its mask. Raises SparkDataError for a missing
+        split, an empty split, or an image without a mask (or a mask without an image)."""
+        root = self._check_root()
+        folders = [c for c in self.spacecraft_folders() if (root / "images" / c / split).is_dir()]
+        if not folders:
+            raise SparkDataError(
+                f"split '{split}' not found under {root / 'images'}: expected folders like "
+                f"{root / 'images' / SPACECRAFT[0] / split}."
+            )
+        unknown = [c for c in folders if c not in SPACECRAFT]
+        if unknown:
+            log.warning("split '%s' of %s: spacecraft folders outside the ten SPARK 2024 names are read too: %s",
+                        split, root, ", ".join(unknown))
+        samples = [s for c in folders for s in _pair(c, root / "images" / c / split, root / "mask" / c / split)]
+        if not samples:
+            raise SparkDataError(f"split '{split}' under {root / 'images'} holds no *{IMAGE_SUFFIX} files.")
+        return samples
+
+    def decode_mask(self, path: Path) -> np.ndarray:
+        return read_label_image(path, len(self.classes))

@@ -16,9 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spark_lightning.errors import ConfigError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TORCHVISION_ARCHS = ("tv_deeplabv3_mnv3",)
+OWN_ARCHS = ("tiny",)  # our own networks (models/tiny.py)
 
 
 class SegmentationNet(nn.Module):
@@ -67,30 +70,69 @@ def _torchvision_deeplab(num_classes: int, pretrained_backbone: bool) -> nn.Modu
 def _check_names(arch: str, encoder: str) -> None:
     archs = [a.lower() for a in smp.create_model.__globals__["MODEL_ARCHITECTURES_MAPPING"]]
     if arch.lower() not in archs:
-        raise ValueError(
-            f"model.arch={arch!r} is not a known architecture. Valid: {sorted(archs) + list(TORCHVISION_ARCHS)}"
+        raise ConfigError(
+            f"model.arch={arch!r} is not a known architecture. Valid: {sorted(archs) + list(TORCHVISION_ARCHS + OWN_ARCHS)}"
         )
     if encoder.startswith("tu-"):
         import timm
 
         if not timm.list_models(encoder[3:]):
-            raise ValueError(f"model.encoder={encoder!r}: timm has no model {encoder[3:]!r} (see timm.list_models()).")
+            raise ConfigError(f"model.encoder={encoder!r}: timm has no model {encoder[3:]!r} (see timm.list_models()).")
         return
     names = smp.encoders.get_encoder_names()
     if encoder not in names:
-        raise ValueError(
+        raise ConfigError(
             f"model.encoder={encoder!r} is not a known encoder. Use 'tu-<timm model>' or one of: {', '.join(names)}"
         )
 
 
-def _pretrained_error(name: str, weights: str, err: Exception, elapsed: float) -> RuntimeError:
-    return RuntimeError(
+def _pretrained_error(name: str, weights: str, err: Exception, elapsed: float) -> ConfigError:
+    return ConfigError(
         f"could not load {weights!r} weights for encoder {name!r} after {elapsed:.1f}s ({type(err).__name__}: "
         f"{str(err).splitlines()[0] if str(err) else ''}). This machine is offline (HF_HUB_OFFLINE=1). "
         "Either set model.weights_path=/path/to/encoder.pth (a state dict of the encoder), copy the hub "
         "cache (~/.cache/huggingface, ~/.cache/torch) from a machine with internet, or train from scratch "
         "with model.encoder_weights=null."
     )
+
+
+def _network(arch: str, encoder: str, num_classes: int, load_hub: str | None, **kwargs) -> tuple[nn.Module, nn.Module, bool, int]:
+    """(network, its encoder, whether it returns a dict, its output stride)."""
+    start = time.monotonic()
+    if arch == "tiny":
+        from spark_lightning.models.tiny import TinyNet
+
+        model = TinyNet(num_classes, **kwargs)
+        return model, model.encoder, False, 4
+    if arch in TORCHVISION_ARCHS:
+        try:
+            model = _torchvision_deeplab(num_classes, load_hub is not None)
+        except Exception as err:  # torch hub download failure offline
+            raise _pretrained_error("mobilenet_v3_large", str(load_hub), err, time.monotonic() - start) from err
+        return model, model.backbone, True, 32
+    _check_names(arch, encoder)
+    try:
+        model = smp.create_model(arch, encoder_name=encoder, encoder_weights=load_hub, classes=num_classes, **kwargs)
+    except (OSError, RuntimeError, ValueError) as err:
+        if load_hub is None:
+            raise
+        raise _pretrained_error(encoder, load_hub, err, time.monotonic() - start) from err
+    return model, model.encoder, False, max(32, getattr(model.encoder, "output_stride", 32) or 32)
+
+
+def _load_encoder_weights(encoder_module: nn.Module, weights_path: str, encoder: str) -> None:
+    path = Path(weights_path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"model.weights_path={path} does not exist.")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    expected = encoder_module.state_dict().keys()
+    if not set(state) & set(expected):
+        raise ConfigError(
+            f"model.weights_path={path} shares no weight names with encoder {encoder!r} "
+            f"(file has e.g. {list(state)[:3]}, encoder expects e.g. {list(expected)[:3]})."
+        )
+    encoder_module.load_state_dict(state, strict=False)
 
 
 def build_model(
@@ -112,39 +154,12 @@ def build_model(
     if channels_last == "auto":
         channels_last = torch.cuda.is_available()
     elif not isinstance(channels_last, bool):
-        raise ValueError(f"model.channels_last={channels_last!r}: use true, false or auto.")
-    start = time.monotonic()
-    if arch in TORCHVISION_ARCHS:
-        try:
-            model = _torchvision_deeplab(num_classes, encoder_weights is not None and weights_path is None)
-        except Exception as err:  # torch hub download failure offline
-            raise _pretrained_error("mobilenet_v3_large", str(encoder_weights), err, time.monotonic() - start) from err
-        encoder_module, dict_output, stride = model.backbone, True, 16
-    else:
-        _check_names(arch, encoder)
-        load_hub = encoder_weights if weights_path is None else None
-        try:
-            model = smp.create_model(arch, encoder_name=encoder, encoder_weights=load_hub, classes=num_classes, **kwargs)
-        except (OSError, RuntimeError, ValueError) as err:
-            if load_hub is None:
-                raise
-            raise _pretrained_error(encoder, load_hub, err, time.monotonic() - start) from err
-        encoder_module, dict_output = model.encoder, False
-        stride = getattr(model.encoder, "output_stride", 32) or 32
+        raise ConfigError(f"model.channels_last={channels_last!r}: use true, false or auto.")
+    load_hub = encoder_weights if weights_path is None else None
+    model, encoder_module, dict_output, stride = _network(arch, encoder, num_classes, load_hub, **kwargs)
     if weights_path is not None:
-        path = Path(weights_path).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"model.weights_path={path} does not exist.")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
-        expected = encoder_module.state_dict().keys()
-        if not set(state) & set(expected):
-            raise ValueError(
-                f"model.weights_path={path} shares no weight names with encoder {encoder!r} "
-                f"(file has e.g. {list(state)[:3]}, encoder expects e.g. {list(expected)[:3]})."
-            )
-        encoder_module.load_state_dict(state, strict=False)
-    net = SegmentationNet(model, stride=max(stride, 32), channels_last=channels_last, is_dict_output=dict_output)
+        _load_encoder_weights(encoder_module, weights_path, encoder)
+    net = SegmentationNet(model, stride=stride, channels_last=channels_last, is_dict_output=dict_output)
     if compile:
         net.model.compile()
     return net

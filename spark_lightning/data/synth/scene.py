@@ -12,22 +12,14 @@ the same whatever the number of worker processes.
 
 from __future__ import annotations
 
-import csv
-import logging
-import os
-import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from spark_lightning.data.spark import IMAGE_SUFFIX, MASK_SUFFIX, SPACECRAFT, encode_mask
+from spark_lightning.data.spark import SPACECRAFT
 
-log = logging.getLogger(__name__)
-
-TEST_DIR = "stream-1-test"
+RENDER_VERSION = 1  # part of the cached set's folder name: bump when the pictures change
 
 # Materials: base RGB colour, texture strength, specular sparkle.
 MATERIALS = {
@@ -298,100 +290,3 @@ def _render_once(rng: np.random.Generator, size: int, craft: int) -> tuple[np.nd
         img = cv2.GaussianBlur(img, (0, 0), blur)
     img += rng.normal(0, rng.uniform(1, 4), size=img.shape).astype(np.float32)
     return np.clip(img, 0, 255).astype(np.uint8), mask
-
-
-def _write_jpeg(path: Path, rgb: np.ndarray, quality: int, full_chroma: bool = False) -> None:
-    """JPEG as the real data ships it. ``full_chroma`` (4:4:4, for masks) keeps the colours of
-    objects a few pixels wide, which 4:2:0 subsampling would smear below the decode thresholds."""
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality]
-    if full_chroma:
-        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
-    ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], params)
-    if not ok:
-        raise OSError(f"JPEG encoding failed for {path}")
-    path.write_bytes(buf.tobytes())
-
-
-def _render_one(job: tuple[Path, str, str | None, int, int, int, int]) -> None:
-    out, name, split, craft, size, seed, index = job
-    rng = np.random.default_rng([seed, index])
-    image, mask = render_scene(rng, size, craft)
-    if split is None:
-        _write_jpeg(out / TEST_DIR / f"{name}{IMAGE_SUFFIX}", image, 95)
-        return
-    folder = SPACECRAFT[craft]
-    _write_jpeg(out / "images" / folder / split / f"{name}{IMAGE_SUFFIX}", image, 95)
-    _write_jpeg(out / "mask" / folder / split / f"{name}{MASK_SUFFIX}", encode_mask(mask), 90, full_chroma=True)
-
-
-def generate(
-    out: str | Path,
-    num_images: int = 200,
-    size: int = 1024,
-    seed: int = 0,
-    val_fraction: float = 0.2,
-    num_test: int | None = None,
-    workers: int | None = None,
-    overwrite: bool = False,
-) -> Path:
-    """Write a synthetic data set in the SPARK layout and return its root.
-
-    Spacecraft types take turns, so every type appears in both splits once there are enough
-    images. The set is written to a temporary sibling folder and renamed into place at the
-    end, so an interrupted run never leaves a half-written data set behind.
-    """
-    if num_images < 2:
-        raise ValueError(f"num_images={num_images}: need at least 2 (one train, one val).")
-    if size < 16:
-        raise ValueError(f"size={size}: images must be at least 16 pixels wide.")
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction={val_fraction} must lie strictly between 0 and 1.")
-    out = Path(out).expanduser().resolve()
-    if out.exists():
-        if not overwrite:
-            raise FileExistsError(f"{out} already exists: delete it, choose another out=, or set overwrite=true.")
-        shutil.rmtree(out)
-    num_test = max(1, num_images // 10) if num_test is None else num_test
-    n_val = max(1, round(num_images * val_fraction))
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    for top in ("images", "mask"):
-        for craft in SPACECRAFT:
-            for split in ("train", "val"):
-                (tmp / top / craft / split).mkdir(parents=True)
-    (tmp / TEST_DIR).mkdir()
-
-    jobs, rows = [], {"train": [], "val": []}
-    for i in range(num_images):
-        split = "val" if i >= num_images - n_val else "train"
-        craft = i % len(SPACECRAFT)
-        name = f"{i:06d}"
-        jobs.append((tmp, name, split, craft, size, seed, i))
-        folder = SPACECRAFT[craft]
-        rows[split].append(
-            (f"images/{folder}/{split}/{name}{IMAGE_SUFFIX}", f"mask/{folder}/{split}/{name}{MASK_SUFFIX}", folder, craft)
-        )
-    for j in range(num_test):
-        i = num_images + j
-        jobs.append((tmp, f"{i:06d}", None, int(np.random.default_rng([seed, i, 1]).integers(10)), size, seed, i))
-
-    try:
-        workers = workers or min(len(jobs), os.cpu_count() or 1)
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                list(pool.map(_render_one, jobs, chunksize=max(1, len(jobs) // (workers * 8))))
-        else:
-            for job in jobs:
-                _render_one(job)
-        for split, split_rows in rows.items():
-            with open(tmp / f"{split}.csv", "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(["image", "mask", "spacecraft", "class_index"])
-                writer.writerows(split_rows)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    log.info("wrote %d train, %d val, %d test synthetic images (%d px) to %s",
-             num_images - n_val, n_val, num_test, size, out)
-    return out

@@ -1,0 +1,102 @@
+"""Config -> objects: the data module, the LightningModule, the Trainer with its callbacks,
+loggers and precision, and the checkpoint to resume from."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from spark_lightning.callbacks import AtomicCheckpointIO
+from spark_lightning.data.datamodule import SparkDataModule
+from spark_lightning.checkpoints import check_same_model, read_checkpoint
+from spark_lightning.errors import ConfigError
+from spark_lightning.module import SegmentationModule
+from spark_lightning.wandb_run import build_loggers, continue_run
+
+log = logging.getLogger(__name__)
+
+
+def container(cfg: DictConfig | None) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if cfg is not None else None
+
+
+def instantiate_dict(cfg: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a name -> config mapping (callbacks, loggers); skip nulls."""
+    if not cfg:
+        return []
+    return [instantiate(value) for value in cfg.values() if value is not None]
+
+
+def resolve_precision(precision: str | int | None, accelerator: str) -> str | int | None:
+    """Mixed fp16 needs CUDA; on a CPU-only run fall back to 32-true and say so."""
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if on_cpu and precision is not None and str(precision).startswith("16"):
+        log.info("trainer.precision=%s needs a CUDA GPU; this run is on CPU, using 32-true", precision)
+        return "32-true"
+    return precision
+
+
+def build_datamodule(cfg: DictConfig, **kwargs: Any) -> SparkDataModule:
+    transform = instantiate(cfg.aug) if cfg.get("aug") else None
+    return instantiate(cfg.data, train_transform=transform, **kwargs)
+
+
+def build_module(cfg: DictConfig, classes: tuple[str, ...] | None = None) -> SegmentationModule:
+    loss = container(cfg.loss)
+    _check_class_weights(loss, classes)
+    return SegmentationModule(model=container(cfg.model), loss=loss, optimizer=container(cfg.optimizer),
+                              scheduler=container(cfg.get("scheduler")), classes=classes,
+                              ignore_index=cfg.get("ignore_index"))
+
+
+def _check_class_weights(loss: Any, classes: tuple[str, ...] | None) -> None:
+    """``loss.weight`` (or a summed loss's) must give one weight per class."""
+    n = len(classes) if classes else 3
+    parts = loss.get("losses", {}) if isinstance(loss, dict) else {}
+    for key, part in [("loss", loss), *((f"loss.losses.{k}", v) for k, v in parts.items())]:
+        weight = part.get("weight") if isinstance(part, dict) else None
+        if weight is not None and len(weight) != n:
+            raise ConfigError(f"{key}.weight={list(weight)} has {len(weight)} values but there are {n} classes "
+                              f"{tuple(classes or ())}: give one weight per class.")
+
+
+def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
+    callbacks = instantiate_dict(cfg.get("callbacks")) + list(kwargs.pop("callbacks", []))
+    loggers = build_loggers(cfg)
+    if not loggers:  # nothing to record learning rates to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    precision = resolve_precision(cfg.trainer.get("precision"), cfg.trainer.get("accelerator", "auto"))
+    with open_dict(cfg):
+        cfg.trainer.precision = precision  # config.yaml records what ran
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=precision,
+                       plugins=[AtomicCheckpointIO()], **kwargs)
+
+
+def resume_checkpoint(cfg: DictConfig) -> str | None:
+    """``ckpt_path`` if given; with ``resume=auto`` the run directory's last.ckpt (if any).
+
+    When resuming, the W&B logger continues the run directory's previous W&B run id.
+    """
+    if cfg.get("resume") not in (None, "auto"):
+        raise ConfigError(f"resume={cfg.resume!r}: use resume=auto, or ckpt_path=PATH for a given checkpoint.")
+    ckpt = cfg.get("ckpt_path")
+    output_dir = Path(cfg.paths.output_dir)
+    if ckpt is None and cfg.get("resume") == "auto":
+        last = output_dir / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            ckpt = str(last)
+        else:
+            log.info("resume=auto: no %s yet, starting from scratch", last)
+    if ckpt is not None:
+        path = Path(ckpt).expanduser()
+        check_same_model(read_checkpoint(path), container(cfg.model), path)
+        log.info("resuming from %s", ckpt)
+        continue_run(cfg, output_dir)
+    return ckpt

@@ -1,0 +1,96 @@
+"""What a run reports about itself: speed and memory per epoch, and one log line per epoch."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import lightning as L
+import torch
+
+log = logging.getLogger(__name__)
+
+def _peak_memory_gib(device: torch.device) -> float:
+    """Peak allocated GPU memory, or on CPU the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 1024**3
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
+
+
+class PerfMonitor(L.Callback):
+    """Log speed and memory once per epoch: ``perf/img_per_s`` (training images per second,
+    validation time excluded) and ``perf/peak_mem_gib`` (GPU memory on CUDA, peak RSS on CPU).
+    Host clocks only, one sync per epoch: no per-step cost."""
+
+    def __init__(self) -> None:
+        self._images = 0
+        self._start = self._val_time = self._val_start = 0.0
+
+    def _sync(self, pl_module: L.LightningModule) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._sync(pl_module)
+        self._images, self._val_time, self._start = 0, 0.0, time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._images += batch["image"].shape[0]
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._val_start = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._val_time += time.perf_counter() - self._val_start
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._sync(pl_module)
+        elapsed = time.perf_counter() - self._start - self._val_time
+        if self._images and elapsed > 0:
+            pl_module.log("perf/img_per_s", self._images * trainer.world_size / elapsed)
+            pl_module.log("perf/peak_mem_gib", _peak_memory_gib(pl_module.device))
+
+
+class EpochSummary(L.Callback):
+    """One log line per epoch (train loss, validation metrics, img/s, ETA) whatever the terminal.
+
+    Runs in the background have no TTY: the rich progress bar then leaves nothing in
+    ``train.log`` for an hour. Epoch-end values are complete only once the epoch has ended, so
+    the line is written when the next epoch starts, or when training ends.
+    """
+
+    KEYS = ("val/spark_score", "val/iou", "val/iou_body", "val/iou_panel", "val/loss")
+
+    def __init__(self) -> None:
+        self._start, self._first_epoch, self._pending = 0.0, 0, None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start, self._first_epoch = time.monotonic(), trainer.current_epoch
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._pending = trainer.current_epoch
+
+    def _report(self, trainer: L.Trainer) -> None:
+        epoch, self._pending = self._pending, None
+        if epoch is None:
+            return
+        metrics = trainer.callback_metrics
+        parts = [f"epoch {epoch + 1}/{trainer.max_epochs or '?'}"]
+        if "train/loss_epoch" in metrics:
+            parts.append(f"train/loss {float(metrics['train/loss_epoch']):.4f}")
+        parts += [f"{k} {float(metrics[k]):.4f}" for k in self.KEYS if k in metrics]
+        if "perf/img_per_s" in metrics:
+            parts.append(f"{float(metrics['perf/img_per_s']):.1f} img/s")
+        done, left = epoch + 1 - self._first_epoch, (trainer.max_epochs or 0) - epoch - 1
+        if done > 0 and left > 0:
+            parts.append(f"ETA {(time.monotonic() - self._start) / done * left / 60:.1f} min")
+        log.info(" | ".join(parts))
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer)

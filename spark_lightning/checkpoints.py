@@ -1,0 +1,108 @@
+"""Reading our checkpoints: checks with one clear message, the network, and what training knew.
+
+A checkpoint holds the module's hyperparameters (network, loss, optimizer, classes) and the
+data module's (format, ``size``, ``crop``), so prediction needs no Hydra config. Checkpoints
+written before 0.2 kept the training scale under the module's ``inference`` argument; they
+still load.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from spark_lightning.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+
+def _load(path: Path) -> Any:
+    return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+
+
+def last_good_checkpoint(folder: Path, exclude: Path | None = None) -> Path | None:
+    """The newest checkpoint in ``folder`` that loads (a damaged disk or copy may leave a bad one)."""
+    for path in sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if path == exclude:
+            continue
+        try:
+            _load(path)
+            return path
+        except Exception:  # noqa: BLE001 - any unreadable file is simply not a candidate
+            continue
+    return None
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint dict; one clear line for a missing, empty, damaged or foreign file."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist.")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder: give the .ckpt file inside it.")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): a save was interrupted; use another checkpoint.")
+    try:
+        data = _load(path)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for damaged files
+        good = last_good_checkpoint(path.parent, exclude=path)
+        hint = f" The newest readable checkpoint beside it: {good} (ckpt_path={good})." if good else ""
+        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint ({type(err).__name__}).{hint}") from err
+    if not isinstance(data, dict) or "state_dict" not in data or "hyper_parameters" not in data:
+        raise CheckpointError(f"{path} is not a spark_lightning checkpoint (no state_dict/hyper_parameters).")
+    return data
+
+
+def describe_model(model: dict) -> str:
+    return f"{model.get('arch')}/{model.get('encoder')}"
+
+
+def check_same_model(data: dict, model: dict, path: Path, what: str = "this run") -> None:
+    """Resuming into another network would fail with a page of state-dict keys: say it in one line."""
+    saved = data["hyper_parameters"].get("model", {})
+    if (saved.get("arch"), saved.get("encoder")) != (model.get("arch"), model.get("encoder")):
+        raise CheckpointError(
+            f"checkpoint {path} holds model {describe_model(saved)} but {what} asks for {describe_model(model)}: "
+            f"choose model.arch={saved.get('arch')} model.encoder={saved.get('encoder')} or another checkpoint."
+        )
+
+
+def training_scale(data: dict) -> tuple[int | None, int | None]:
+    """(data.size, data.crop) the checkpoint was trained with."""
+    dm = data.get("datamodule_hyper_parameters") or {}
+    if "size" in dm:
+        return dm.get("size"), dm.get("crop")
+    legacy = data["hyper_parameters"].get("inference") or {}
+    return legacy.get("size"), legacy.get("crop")
+
+
+def load_network(ckpt: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
+    """The network of a checkpoint, in eval mode, and what training knew about the data:
+    ``{"model", "classes", "size", "crop", "dataset"}``.
+
+    The weights come from the checkpoint, so pretrained-encoder downloads are switched off: a
+    model trained with ``encoder_weights=imagenet`` predicts on a machine without the hub.
+    """
+    from spark_lightning.module import SegmentationModule
+
+    path = Path(ckpt).expanduser()
+    data = read_checkpoint(path)
+    hparams = dict(data["hyper_parameters"])
+    hparams["model"] = {**hparams["model"], "encoder_weights": None, "weights_path": None, "compile": False}
+    try:
+        module = SegmentationModule(**hparams)
+        module.load_state_dict(data["state_dict"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"checkpoint {path} does not match this version's SegmentationModule ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}). Was it written by spark_lightning's train command?"
+        ) from err
+    size, crop = training_scale(data)
+    dm = data.get("datamodule_hyper_parameters") or {}
+    info = {"model": hparams["model"], "classes": tuple(module.hparams.classes), "size": size, "crop": crop,
+            "dataset": dm.get("dataset")}
+    return module.net.to(device).eval(), info

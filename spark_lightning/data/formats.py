@@ -1,0 +1,165 @@
+"""The plug-in point for data set formats: what a format must say, and shared image reading.
+
+A format knows where a split's samples are, how to read an image and how to read a mask into
+class ids, and the class names. The data module, the sample cache, evaluation and prediction
+only talk to this interface; a format is chosen with ``_target_`` under ``dataset:`` in
+``conf/data/`` (see ``spark.py`` for SPARK, ``synth/`` for the generated set). A new format
+is one subclass and one config file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from spark_lightning.errors import SparkDataError
+
+# Colours used to draw class ids in overlays and colour PNGs (class 0 = black).
+PALETTE = np.array([[0, 0, 0], [255, 0, 0], [0, 0, 255], [0, 200, 0], [255, 200, 0], [200, 0, 200]], np.uint8)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled (or unlabelled: ``mask=None``) image; ``group`` is informational (SPARK: the
+    spacecraft folder), used to break scores down."""
+
+    image: Path
+    mask: Path | None
+    name: str
+    group: str = ""
+
+
+def _to_uint8(array: np.ndarray, path: Path) -> np.ndarray:
+    """16-bit or float pixels scaled to 0..255 (reading them as 8-bit would clip to white)."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype in (np.uint16, np.int32, np.int64) and array.max(initial=0) <= 65535:
+        return (array.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    if array.dtype.kind == "f" and 0 <= array.min(initial=0) and array.max(initial=0) <= 1:
+        return (array * 255 + 0.5).astype(np.uint8)
+    raise SparkDataError(f"image {path} has {array.dtype} pixels in an unknown range: save it as 8-bit RGB.")
+
+
+def read_rgb(path: Path, size: int | None = None) -> np.ndarray:
+    """Read any image as uint8 RGB (H, W, 3), optionally downscaled to size x size.
+
+    JPEGs decode straight at 1/2, 1/4 or 1/8 scale through PIL's ``draft`` (much cheaper than
+    decoding at full size); 16-bit images are scaled, not clipped. Unreadable files raise
+    SparkDataError naming the file.
+    """
+    try:
+        with Image.open(path) as im:
+            if size is not None and im.format == "JPEG":
+                im.draft("RGB", (size, size))
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                rgb = np.repeat(_to_uint8(np.asarray(im), path)[..., None], 3, axis=-1)
+                im = Image.fromarray(rgb)
+            im = im.convert("RGB")
+            if size is not None and im.size != (size, size):
+                im = im.resize((size, size), Image.BILINEAR)
+            return np.asarray(im)
+    except (OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, SparkDataError):
+            raise
+        raise SparkDataError(f"cannot read image {path}: {err}. Re-extract or delete this file.") from err
+
+
+def resize_labels(labels: np.ndarray, size: int | None) -> np.ndarray:
+    """Class ids resized by nearest neighbour (never blended)."""
+    if size is None or labels.shape == (size, size):
+        return labels
+    return np.asarray(Image.fromarray(labels).resize((size, size), Image.NEAREST))
+
+
+class SegmentationFormat:
+    """Base class of data set formats. Subclasses implement ``samples`` and ``decode_mask``.
+
+    Args:
+        root: the folder holding the data set.
+    """
+
+    classes: tuple[str, ...] = ("background", "body", "panel")
+    image_suffix = "_img.jpg"  # unlabelled images for prediction end with this
+    mask_suffix = "_layer.npz"  # prediction files: <name><mask_suffix>
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self._root = Path(root).expanduser() if root else None
+
+    @property
+    def root(self) -> Path:
+        if self._root is None:
+            raise SparkDataError("data.root is not set: point it at a folder holding the data set.")
+        return self._root
+
+    def prepare(self) -> None:
+        """Make the data exist (generate, download); called once, on one process."""
+
+    def samples(self, split: str) -> list[Sample]:
+        raise NotImplementedError
+
+    def read_image(self, path: Path, size: int | None = None) -> np.ndarray:
+        return read_rgb(path, size)
+
+    def decode_mask(self, path: Path) -> np.ndarray:
+        """The mask file at full resolution as uint8 class ids (H, W)."""
+        raise NotImplementedError
+
+    def read_mask(self, path: Path, size: int | None = None) -> np.ndarray:
+        """Class ids, resized by nearest neighbour. Masks are decoded at full size first: decoding
+        at reduced scale or blending would move class boundaries."""
+        labels = self.decode_mask(path)
+        if labels.max(initial=0) >= len(self.classes):
+            raise SparkDataError(f"mask {path} holds class id {int(labels.max())} but this data set has "
+                                 f"{len(self.classes)} classes {self.classes}.")
+        return resize_labels(labels, size)
+
+    def read_sample(self, sample: Sample, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(image, mask) at ``size``; checks first that the two files are the same picture size."""
+        image = self.read_image(sample.image, size)
+        if sample.mask is None:
+            return image, np.zeros(image.shape[:2], np.uint8)
+        mask = self.read_mask(sample.mask)
+        width, height = image_size(sample.image)
+        if mask.shape != (height, width):
+            raise SparkDataError(
+                f"mask {sample.mask} is {mask.shape[1]}x{mask.shape[0]} but image {sample.image} is "
+                f"{width}x{height}: they must match (fix or remove this pair)."
+            )
+        return image, resize_labels(mask, size)
+
+    def find_images(self, folder: str | Path) -> list[Path]:
+        """Unlabelled images under a folder (any depth), for prediction."""
+        folder = Path(folder).expanduser()
+        if not folder.is_dir():
+            what = "is a file, not a folder" if folder.exists() else "does not exist"
+            raise SparkDataError(f"image folder {folder} {what}: give the folder holding *{self.image_suffix} files.")
+        paths = sorted(p for p in folder.rglob(f"*{self.image_suffix}") if p.is_file() and not p.name.startswith("."))
+        if not paths:
+            raise SparkDataError(f"no *{self.image_suffix} files under {folder}.")
+        return paths
+
+    def image_name(self, path: Path) -> str:
+        """``<name>`` of ``<name><image_suffix>``: what prediction files are named after."""
+        return path.name[: -len(self.image_suffix)] if path.name.endswith(self.image_suffix) else path.stem
+
+    def describe(self) -> str:
+        return f"{type(self).__name__}({self._root})"
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header, without decoding the pixels."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, SyntaxError) as err:
+        raise SparkDataError(f"cannot read image {path}: {err}. Re-extract or delete this file.") from err
+
+
+def resize_image(image: np.ndarray, size: int | None) -> np.ndarray:
+    """An RGB image resized (bilinear) to size x size."""
+    if size is None or image.shape[:2] == (size, size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))

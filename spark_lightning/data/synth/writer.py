@@ -1,0 +1,164 @@
+"""Write a synthetic data set in the exact SPARK 2024 Stream 1 layout.
+
+Every image draws from its own ``np.random.default_rng([seed, index])``, so a set is the same
+bytes whatever the number of worker processes. The set is written into a hidden temp folder
+beside the target and renamed into place at the end: an interrupted run never leaves half a
+set, ``overwrite=true`` keeps the old set until the new one is whole, and a later run removes
+temp folders left by killed runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import shutil
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from spark_lightning.atomic import clean_stale_temps, explain_os_error, temp_name
+from spark_lightning.data.spark import IMAGE_SUFFIX, MASK_SUFFIX, SPACECRAFT, encode_mask
+from spark_lightning.data.synth.scene import render_scene
+
+log = logging.getLogger(__name__)
+
+TEST_DIR = "stream-1-test"
+Job = tuple[Path, str, "str | None", int, int, int, int]  # folder, name, split, craft, size, seed, index
+
+
+def write_jpeg(path: Path, rgb: np.ndarray, quality: int, full_chroma: bool = False) -> None:
+    """JPEG as the real data ships it. ``full_chroma`` (4:4:4, for masks) keeps the colours of
+    objects a few pixels wide, which 4:2:0 subsampling would smear below the decode thresholds."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    if full_chroma:
+        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], params)
+    if not ok:
+        raise OSError(f"JPEG encoding failed for {path}")
+    path.write_bytes(buf.tobytes())
+
+
+def _render_one(job: Job) -> None:
+    out, name, split, craft, size, seed, index = job
+    image, mask = render_scene(np.random.default_rng([seed, index]), size, craft)
+    if split is None:
+        write_jpeg(out / TEST_DIR / f"{name}{IMAGE_SUFFIX}", image, 95)
+        return
+    folder = SPACECRAFT[craft]
+    write_jpeg(out / "images" / folder / split / f"{name}{IMAGE_SUFFIX}", image, 95)
+    write_jpeg(out / "mask" / folder / split / f"{name}{MASK_SUFFIX}", encode_mask(mask), 90, full_chroma=True)
+
+
+def _die_with_parent() -> None:
+    """Pool workers end when the generating process is killed (Linux), instead of running on."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _plan(tmp: Path, num_images: int, n_val: int, num_test: int, size: int, seed: int):
+    """The render jobs and the CSV rows: spacecraft take turns, so every type is in both splits."""
+    jobs: list[Job] = []
+    rows: dict[str, list] = {"train": [], "val": []}
+    for i in range(num_images):
+        split = "val" if i >= num_images - n_val else "train"
+        craft, name = i % len(SPACECRAFT), f"{i:06d}"
+        jobs.append((tmp, name, split, craft, size, seed, i))
+        folder = SPACECRAFT[craft]
+        rows[split].append((f"images/{folder}/{split}/{name}{IMAGE_SUFFIX}", f"mask/{folder}/{split}/{name}{MASK_SUFFIX}",
+                            folder, craft))
+    for j in range(num_test):
+        i = num_images + j
+        craft = int(np.random.default_rng([seed, i, 1]).integers(len(SPACECRAFT)))
+        jobs.append((tmp, f"{i:06d}", None, craft, size, seed, i))
+    return jobs, rows
+
+
+def _render_all(jobs: list[Job], workers: int) -> None:
+    if workers <= 1:
+        for job in jobs:
+            _render_one(job)
+        return
+    with ProcessPoolExecutor(workers, initializer=_die_with_parent) as pool:
+        list(pool.map(_render_one, jobs, chunksize=max(1, len(jobs) // (workers * 8))))
+
+
+def _make_folders(tmp: Path) -> None:
+    for top in ("images", "mask"):
+        for craft in SPACECRAFT:
+            for split in ("train", "val"):
+                (tmp / top / craft / split).mkdir(parents=True)
+    (tmp / TEST_DIR).mkdir()
+
+
+def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
+    """Rename the finished set over ``out``; an old set is moved aside first, deleted last.
+
+    Without ``overwrite``, a set another process finished meanwhile wins and ours is dropped.
+    """
+    old = None
+    if out.exists() and not overwrite:
+        log.info("%s was written by another process meanwhile: using it", out)
+        return
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}.tmp-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_args(num_images: int, size: int, val_fraction: float) -> None:
+    if num_images < 2:
+        raise ValueError(f"num_images={num_images}: need at least 2 (one train, one val).")
+    if size < 16:
+        raise ValueError(f"size={size}: images must be at least 16 pixels wide.")
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction={val_fraction} must lie strictly between 0 and 1.")
+
+
+def generate(
+    out: str | Path,
+    num_images: int,
+    size: int,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    num_test: int | None = None,
+    workers: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a synthetic data set in the SPARK layout and return its root."""
+    _check_args(num_images, size, val_fraction)
+    out = Path(out).expanduser().resolve()
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists: delete it, choose another out=, or set overwrite=true.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in clean_stale_temps(out.parent, out.name + "*"):
+        log.info("removed %s, left by an interrupted generation", stale)
+    num_test = max(1, num_images // 10) if num_test is None else num_test
+    n_val = max(1, round(num_images * val_fraction))
+    tmp = temp_name(out)
+    try:
+        _make_folders(tmp)
+        jobs, rows = _plan(tmp, num_images, n_val, num_test, size, seed)
+        _render_all(jobs, workers or min(len(jobs), os.cpu_count() or 1))
+        for split, split_rows in rows.items():
+            with open(tmp / f"{split}.csv", "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["image", "mask", "spacecraft", "class_index"])
+                writer.writerows(split_rows)
+        _swap_into_place(tmp, out, overwrite)
+    except OSError as err:
+        raise explain_os_error(err, out, "write the synthetic set to") from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("wrote %d train, %d val, %d test synthetic images (%d px) to %s",
+             num_images - n_val, n_val, num_test, size, out)
+    return out

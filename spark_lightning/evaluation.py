@@ -1,0 +1,164 @@
+"""Scoring predictions against ground truth with the training metrics: the loop, the worst
+images, and breakdowns by spacecraft type and by object size."""
+
+from __future__ import annotations
+
+import heapq
+import io
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import track
+
+from spark_lightning.atomic import write_bytes_atomic
+from spark_lightning.data.formats import SegmentationFormat, Sample
+from spark_lightning.errors import SparkDataError
+from spark_lightning.metrics import per_image_iou, segmentation_metrics, spark_from_ious
+from spark_lightning.outputs import NPZ_SUFFIX, load_mask_npz, overlay, save_png
+
+log = logging.getLogger(__name__)
+SIZE_BINS = ((0.0, 0.01, "<1%"), (0.01, 0.05, "1-5%"), (0.05, 0.2, "5-20%"), (0.2, 1.01, ">20%"))
+TABLE_KEYS = ("spark_score", "spark_body", "spark_panel", "iou", "iou_background", "iou_body", "iou_panel")
+
+
+def folder_pairs(folder: Path, samples: list[Sample], split: str, allow_missing: bool,
+                 num_classes: int) -> Iterator[tuple[Sample, np.ndarray | None]]:
+    """(sample, predicted labels or None) from a folder of ``<name>_layer.npz``."""
+    if not folder.is_dir():
+        raise SparkDataError(f"predictions={folder} is not a folder.")
+    files = {p.name[: -len(NPZ_SUFFIX)]: p for p in folder.glob(f"*{NPZ_SUFFIX}")}
+    names = {s.name for s in samples}
+    missing, extra = sorted(names - set(files)), sorted(set(files) - names)
+    if extra:
+        log.warning("%d predictions in %s have no image in split %s (ignored), e.g. %s",
+                    len(extra), folder, split, files[extra[0]].name)
+    if missing and not allow_missing:
+        raise SparkDataError(
+            f"{len(missing)} of {len(samples)} images of split '{split}' have no prediction in {folder}, "
+            f"e.g. {missing[0]}{NPZ_SUFFIX}. Predict them, or set allow_missing=true to score them as empty."
+        )
+    if missing:
+        log.warning("%d images have no prediction: scored as empty masks", len(missing))
+    for sample in samples:
+        yield sample, load_mask_npz(files[sample.name], num_classes) if sample.name in files else None
+
+
+def _object_share(truth: np.ndarray) -> float:
+    """Area of the box around the true spacecraft (all non-background), as a share of the frame."""
+    ys, xs = np.nonzero(truth)
+    if not len(ys):
+        return 0.0
+    return float((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)) / truth.size
+
+
+def _size_bin(share: float) -> str:
+    return next(name for lo, hi, name in SIZE_BINS if lo <= share < hi)
+
+
+class Evaluation:
+    """Accumulates metrics, per-image IoUs and the ``keep_worst`` lowest-scoring images."""
+
+    def __init__(self, fmt: SegmentationFormat, keep_worst: int) -> None:
+        self.fmt, self.keep_worst = fmt, keep_worst
+        self.metrics = segmentation_metrics(fmt.classes)
+        self.per_image: list[dict] = []
+        self._worst: list = []  # heap of (-score, index, sample, pred)
+
+    def add(self, sample: Sample, pred: np.ndarray | None) -> None:
+        truth = self.fmt.read_mask(sample.mask)
+        pred = np.zeros_like(truth) if pred is None else pred
+        if pred.shape != truth.shape:
+            raise SparkDataError(f"prediction for {sample.name} is {pred.shape}, its mask {sample.mask} is {truth.shape}.")
+        p, t = torch.from_numpy(pred.astype(np.int64))[None], torch.from_numpy(truth.astype(np.int64))[None]
+        self.metrics.update(p, t)
+        ious = {k: v.item() for k, v in per_image_iou(p, t).items()}
+        share = _object_share(truth)
+        self.per_image.append({"name": sample.name, "spacecraft": sample.group, "object_share": round(share, 5),
+                               "size_bin": _size_bin(share), **ious})
+        scored = [ious["iou_body"]] + ([ious["iou_panel"]] if ious["panel_scored"] else [])
+        heapq.heappush(self._worst, (-sum(scored) / len(scored), len(self.per_image), sample, pred))
+        if len(self._worst) > self.keep_worst:
+            heapq.heappop(self._worst)  # drop the best of the kept ones
+
+    def summary(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.metrics.compute().items()}
+
+    def breakdown(self, key: str) -> dict[str, dict[str, float]]:
+        """SPARK score and mean IoUs per value of ``key`` ("spacecraft" or "size_bin")."""
+        out = {}
+        for value in sorted({r[key] for r in self.per_image}):
+            rows = [r for r in self.per_image if r[key] == value]
+            t = {k: torch.tensor([float(r[k]) for r in rows], dtype=torch.float64) for k in ("iou_body", "iou_panel")}
+            scored = torch.tensor([bool(r["panel_scored"]) for r in rows])
+            score = {k: float(v) for k, v in spark_from_ious(t["iou_body"], t["iou_panel"], scored).items()}
+            out[value] = {"images": len(rows), **score, "iou_body": float(t["iou_body"].mean()),
+                          "iou_panel": float(t["iou_panel"][scored].mean()) if scored.any() else float("nan")}
+        return out
+
+    def save_worst(self, folder: Path) -> list[Path]:
+        """Overlays (image | truth | prediction) of the worst images, titled with name, type and IoUs."""
+        written = []
+        for rank, (_, index, sample, pred) in enumerate(sorted(self._worst, reverse=True)):
+            row = self.per_image[index - 1]
+            title = (f"{sample.name}  {sample.group}  body IoU {row['iou_body']:.2f}  panel IoU "
+                     f"{row['iou_panel']:.2f}{'' if row['panel_scored'] else ' (not scored)'}")
+            image = self.fmt.read_image(sample.image)
+            path = folder / f"{rank:02d}_{sample.name}.png"
+            save_png(path, overlay(image, self.fmt.read_mask(sample.mask), pred, title=title))
+            written.append(path)
+        return written
+
+
+def evaluate_pairs(pairs: Iterable[tuple[Sample, np.ndarray | None]], fmt: SegmentationFormat, total: int,
+                   keep_worst: int) -> Evaluation:
+    evaluation = Evaluation(fmt, keep_worst)
+    for sample, pred in track(pairs, total=total, description="evaluate"):
+        evaluation.add(sample, pred)
+    return evaluation
+
+
+def breakdown_plot(path: Path, breakdowns: dict[str, dict[str, dict[str, float]]]) -> None:
+    """Bars of the SPARK score per spacecraft type and per object-size bin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(breakdowns), figsize=(6 * len(breakdowns), 4))
+    for ax, (name, table) in zip(np.atleast_1d(axes), breakdowns.items()):
+        labels = list(table)
+        ax.barh(labels, [table[k]["spark_score"] for k in labels])
+        for i, k in enumerate(labels):
+            ax.text(0.01, i, f"n={table[k]['images']}", va="center", fontsize=8, color="white")
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("SPARK score")
+        ax.set_title(f"by {name}")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def print_table(summary: dict[str, float], breakdowns: dict[str, dict[str, dict[str, float]]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="SPARK evaluation")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in TABLE_KEYS:
+        if key in summary:
+            table.add_row(key, f"{summary[key]:.4f}")
+    console.print(table)
+    for name, rows in breakdowns.items():
+        sub = Table(title=f"by {name}")
+        for col in (name, "images", "spark_score", "iou_body", "iou_panel"):
+            sub.add_column(col, justify="left" if col == name else "right")
+        for key, row in rows.items():
+            sub.add_row(key, str(row["images"]), *(f"{row[c]:.4f}" for c in ("spark_score", "iou_body", "iou_panel")))
+        console.print(sub)
