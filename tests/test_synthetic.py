@@ -6,10 +6,12 @@ import csv
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from spark_lightning.data.spark import SPACECRAFT, SparkFormat
 from spark_lightning.data.synth import generate, render_scene
-from spark_lightning.data.synth.scene import CRAFT_TYPES
+from spark_lightning.data.synth.craft import HAS_PANELS
+from spark_lightning.data.synth.stats import compare, image_stats, mask_box
 
 
 def test_layout_matches_spark(tiny_root):
@@ -42,15 +44,39 @@ def test_render_each_type(craft):
         for c in hits:
             hits[c] += int((mask == c).sum())
     assert hits[1] > 0, "every type has a body"
-    has_panels = CRAFT_TYPES[SPACECRAFT[craft]].wings > 0
-    assert (hits[2] > 0) == has_panels
+    assert (hits[2] > 0) == HAS_PANELS[SPACECRAFT[craft]]
 
 
-def test_images_look_like_dark_renders():
-    images = [render_scene(np.random.default_rng([5, i]), 128, i % 10)[0] for i in range(20)]
-    mean = float(np.mean(images))
-    assert 10 < mean < 80, mean  # dark like the real data (mean about 38/255), never black
-    assert np.median(images) > 5
+def test_renders_match_real_statistics():
+    """Calibrated against real SPARK renders (shared/real_samples, issue 10): a lifted grey sky
+    with noise and dense stars, large sparse craft often cut by the border, shadowed hulls as
+    grey as the sky, and SPARK 2024's class shares (95.2 / 3.6 / 1.2 %)."""
+    rows, counts = [], np.zeros(3)
+    for i in range(40):
+        image, mask = render_scene(np.random.default_rng([5, i]), 512, i % 10)
+        rows.append(image_stats(image, mask_box(mask)))
+        counts += np.bincount(mask.ravel(), minlength=3)
+    med = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
+    assert 30 <= med["bg_median"] <= 46 and 4 <= med["bg_noise"] <= 11
+    assert 0.15 <= med["box_share"] <= 0.45 and np.mean([r["touches_edge"] for r in rows]) > 0.5
+    assert -2 <= med["box_contrast"] <= 8  # a shadowed hull is not a black silhouette
+    shares = counts / counts.sum()
+    assert 0.92 < shares[0] < 0.975 and 0.02 < shares[1] < 0.06 and 0.005 < shares[2] < 0.025, shares
+
+
+def test_compare_prints_both_sides(tmp_path, tiny_root):
+    real = tmp_path / "real"
+    real.mkdir()
+    image, mask = render_scene(np.random.default_rng(0), 96, 0)
+    Image.fromarray(image).save(real / "a_img.jpg")
+    r0, c0, r1, c1 = mask_box(mask)
+    (real / "bboxes.csv").write_text(f"name,class,r0,c0,r1,c1\na,x,{r0},{c0},{r1},{c1}\n")
+    table = compare(real, tiny_root, 0, 0, 0, 50)
+    lines = {ln.split(" | ")[0].strip("| "): ln for ln in table.splitlines()}
+    assert "| 1 | 24 |" in lines["images"]  # 1 real image, the 24 synthetic train images
+    share = (r1 - r0) * (c1 - c0) / 96**2 * 100
+    assert f"{share:.1f}%" in lines["craft box / frame"].split(" | ")[1]
+    assert "95.2% (SPARK 2024 train)" in lines["class share: background"]
 
 
 def test_masks_are_pixel_exact_after_jpeg(tiny_root):
@@ -75,3 +101,34 @@ def test_bad_arguments(tmp_path):
         generate(tmp_path / "x", num_images=1, size=32)
     with pytest.raises(ValueError, match="size"):
         generate(tmp_path / "x", num_images=4, size=8)
+
+
+def test_compare_command_writes_the_table(tmp_path, tiny_root, monkeypatch):
+    from .conftest import run_main
+
+    real = tmp_path / "real"
+    real.mkdir()
+    Image.fromarray(render_scene(np.random.default_rng(1), 64, 3)[0]).save(real / "b_img.jpg")
+    out = tmp_path / "stats.md"
+    code = run_main("synth", ["compare", f"real={real}", f"synthetic={tiny_root}", f"out={out}",
+                              f"hydra.run.dir={tmp_path / 'run'}"], monkeypatch)
+    assert code == 0 and out.read_text().startswith("| statistic | real | synthetic |")
+
+
+def test_overwrite_keeps_the_old_set_until_the_new_one_is_whole(tmp_path, monkeypatch):
+    import spark_lightning.data.synth.writer as writer
+
+    old = generate(tmp_path / "d", num_images=2, size=32, workers=1)
+    (old / "my_notes.txt").write_text("mine")
+
+    def killed(jobs, workers):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer, "_render_all", killed)
+    with pytest.raises(KeyboardInterrupt):
+        generate(tmp_path / "d", num_images=4, size=32, workers=1, overwrite=True)
+    assert (old / "my_notes.txt").read_text() == "mine" and len(list(old.rglob("*_img.jpg"))) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # no temp folder left behind
+    monkeypatch.undo()
+    generate(tmp_path / "d", num_images=4, size=32, workers=1, overwrite=True)
+    assert len(list(old.rglob("*_img.jpg"))) == 4 + 1 and not (old / "my_notes.txt").exists()
