@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
 export NO_ALBUMENTATIONS_UPDATE ?= 1
 
-.PHONY: install test test-fast train synth clean
+.PHONY: install test test-fast train synth gpu-wheels gpu-check clean
 
 install:  ## create .venv and install the package with dev extras (torch from local wheels here)
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ train:  ## default training (synthetic data unless data.root=... is given in ARG
 
 synth:  ## write a synthetic SPARK-like set: make synth ARGS="out=data/synth num_images=200"
 	$(BIN)/python -m spark_lightning.synth $(ARGS)
+
+gpu-wheels:  ## .whl/: the CPython 3.12 wheels the GPU machine lacks (smp, hydra, albumentations...)
+	$(BIN)/python bench/gpu_wheels.py download --dest .whl
+
+OUT ?= gpu_check_out
+gpu-check:  ## on a GPU machine (its python3, no venv): install .whl/, then every CUDA path -> $(OUT)/gpu_check.md
+	python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/spark-site .whl/*.whl
+	PYTHONPATH=/tmp/spark-site:$(CURDIR) PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --out $(OUT)
 
 clean:
 	rm -rf outputs multirun .pytest_cache
