@@ -10,13 +10,13 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, WeightAveraging
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from spark_lightning.callbacks import AtomicCheckpointIO
 from spark_lightning.data.datamodule import SparkDataModule
 from spark_lightning.checkpoints import check_same_model, read_checkpoint
-from spark_lightning.errors import ConfigError
+from spark_lightning.errors import ConfigError, plain_errors
 from spark_lightning.module import SegmentationModule
 from spark_lightning.wandb_run import build_loggers, continue_run
 
@@ -31,7 +31,8 @@ def instantiate_dict(cfg: DictConfig | None) -> list[Any]:
     """Instantiate every entry of a name -> config mapping (callbacks, loggers); skip nulls."""
     if not cfg:
         return []
-    return [instantiate(value) for value in cfg.values() if value is not None]
+    with plain_errors():
+        return [instantiate(value) for value in cfg.values() if value is not None]
 
 
 def resolve_precision(precision: str | int | None, accelerator: str) -> str | int | None:
@@ -44,16 +45,18 @@ def resolve_precision(precision: str | int | None, accelerator: str) -> str | in
 
 
 def build_datamodule(cfg: DictConfig, **kwargs: Any) -> SparkDataModule:
-    transform = instantiate(cfg.aug) if cfg.get("aug") else None
-    return instantiate(cfg.data, train_transform=transform, **kwargs)
+    with plain_errors():
+        transform = instantiate(cfg.aug) if cfg.get("aug") else None
+        return instantiate(cfg.data, train_transform=transform, **kwargs)
 
 
 def build_module(cfg: DictConfig, classes: tuple[str, ...] | None = None) -> SegmentationModule:
     loss = container(cfg.loss)
     _check_class_weights(loss, classes)
-    return SegmentationModule(model=container(cfg.model), loss=loss, optimizer=container(cfg.optimizer),
-                              scheduler=container(cfg.get("scheduler")), classes=classes,
-                              ignore_index=cfg.get("ignore_index"))
+    with plain_errors():
+        return SegmentationModule(model=container(cfg.model), loss=loss, optimizer=container(cfg.optimizer),
+                                  scheduler=container(cfg.get("scheduler")), classes=classes,
+                                  ignore_index=cfg.get("ignore_index"))
 
 
 def _check_class_weights(loss: Any, classes: tuple[str, ...] | None) -> None:
@@ -69,14 +72,17 @@ def _check_class_weights(loss: Any, classes: tuple[str, ...] | None) -> None:
 
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
     callbacks = instantiate_dict(cfg.get("callbacks")) + list(kwargs.pop("callbacks", []))
+    # Weight averaging first: it swaps the averaged weights in before precise BN re-estimates their statistics.
+    callbacks.sort(key=lambda c: not isinstance(c, WeightAveraging))
     loggers = build_loggers(cfg)
     if not loggers:  # nothing to record learning rates to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     precision = resolve_precision(cfg.trainer.get("precision"), cfg.trainer.get("accelerator", "auto"))
     with open_dict(cfg):
         cfg.trainer.precision = precision  # config.yaml records what ran
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=precision,
-                       plugins=[AtomicCheckpointIO()], **kwargs)
+    with plain_errors():
+        return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=precision,
+                           plugins=[AtomicCheckpointIO()], **kwargs)
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:

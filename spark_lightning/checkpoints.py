@@ -106,3 +106,29 @@ def load_network(ckpt: str | Path, device: str = "cpu") -> tuple[nn.Module, dict
     info = {"model": hparams["model"], "classes": tuple(module.hparams.classes), "size": size, "crop": crop,
             "dataset": dm.get("dataset")}
     return module.net.to(device).eval(), info
+
+
+def load_weights(net: nn.Module, path: str | Path, strict: bool = True) -> dict[str, list[str]]:
+    """Fine-tuning: copy a checkpoint's network weights into ``net`` (nothing else: the optimizer,
+    schedule and epoch counter start fresh). Strict by default, with one error listing what does
+    not fit; ``strict=False`` loads the matching tensors (e.g. another head) and reports the rest."""
+    path = Path(path).expanduser()
+    data = read_checkpoint(path)
+    state = {k.removeprefix("net."): v for k, v in data["state_dict"].items() if k.startswith("net.")}
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    reshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if strict and (missing or unexpected or reshaped):
+        saved = describe_model(data["hyper_parameters"].get("model", {}))
+        raise CheckpointError(
+            f"init_from={path} (model {saved}) does not fit this network: {len(missing)} missing, "
+            f"{len(unexpected)} unexpected, {len(reshaped)} of another shape; e.g. missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}, reshaped {reshaped[:3]}. Set init_from_strict=false to load the "
+            "tensors that fit (another head or number of classes), or choose the checkpoint's model."
+        )
+    net.load_state_dict({k: v for k, v in state.items() if k in own and k not in reshaped}, strict=False)
+    loaded = len(set(own) & set(state)) - len(reshaped)
+    log.info("init_from=%s: loaded %d of %d tensors%s", path, loaded, len(own),
+             f" (left as initialised: {len(missing) + len(reshaped)})" if missing or reshaped else "")
+    return {"missing": missing, "unexpected": unexpected, "reshaped": reshaped}

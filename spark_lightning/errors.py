@@ -21,3 +21,25 @@ class ConfigError(SparkError, ValueError):
 
 class CheckpointError(SparkError, ValueError):
     """A checkpoint that cannot be read or does not fit the requested model."""
+
+
+def root_cause(err: BaseException) -> BaseException:
+    """The innermost ``raise ... from`` cause (Hydra wraps errors raised in instantiated targets)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return err
+
+
+class plain_errors:  # noqa: N801 - used as a context manager
+    """``with plain_errors(): instantiate(...)`` -- our own errors come out as themselves, not
+    wrapped in Hydra's InstantiationException, so callers (and tests) see the one-line error."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, err, tb) -> bool:
+        if err is not None and type(err).__name__ == "InstantiationException":
+            cause = root_cause(err)
+            if isinstance(cause, SparkError):
+                raise cause from None
+        return False

@@ -105,3 +105,13 @@ def overlay(image: np.ndarray, truth: np.ndarray | None, pred: np.ndarray, heigh
         ImageDraw.Draw(canvas).text((4, 3), title, fill=(0, 0, 0))
         picture = canvas
     return np.asarray(picture)
+
+
+def save_figure(fig, path: Path) -> None:
+    """A matplotlib figure as PNG, written atomically, then closed."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue())

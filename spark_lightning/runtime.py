@@ -17,18 +17,11 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from spark_lightning import wandb_run
-from spark_lightning.errors import SparkError
+from spark_lightning.errors import SparkError, root_cause
 
 log = logging.getLogger(__name__)
 USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT, errno.EISDIR,
                errno.ENOTDIR}
-
-
-def root_cause(err: BaseException) -> BaseException:
-    """The innermost ``raise ... from`` cause (Hydra wraps errors raised in instantiated targets)."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    return err
 
 
 def is_user_error(err: BaseException) -> bool:

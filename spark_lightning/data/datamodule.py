@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, get_worker_info
 
 from spark_lightning.data.cache import SampleCache, default_cache_dir
-from spark_lightning.data.formats import SegmentationFormat, Sample
-from spark_lightning.errors import ConfigError
+from spark_lightning.data.formats import SegmentationFormat, Sample, check_headers
+from spark_lightning.errors import ConfigError, plain_errors
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,8 @@ def build_format(dataset: dict | DictConfig | SegmentationFormat, root: str | No
     if isinstance(dataset, SegmentationFormat):
         return dataset
     kwargs = {"root": root} if root else {}
-    fmt = instantiate(dataset, **kwargs)
+    with plain_errors():
+        fmt = instantiate(dataset, **kwargs)
     if not isinstance(fmt, SegmentationFormat):
         raise ConfigError(f"data.dataset._target_={dataset.get('_target_')!r} is not a SegmentationFormat subclass.")
     return fmt
@@ -72,9 +73,10 @@ def seed_worker_transform(worker_id: int) -> None:
     worker and per epoch (and follows ``seed_everything``).
     """
     info = get_worker_info()
-    transform = getattr(info.dataset, "transform", None) if info else None
-    if transform is not None:
-        transform.set_random_seed(torch.initial_seed() % 2**32)
+    datasets = getattr(info.dataset, "datasets", [info.dataset]) if info else []  # a ConcatDataset's parts
+    for dataset in datasets:
+        if getattr(dataset, "transform", None) is not None:
+            dataset.transform.set_random_seed(torch.initial_seed() % 2**32)
 
 
 def _check_sizes(size: int | None, crop: int | None, batch_size: int) -> None:
@@ -119,6 +121,7 @@ class SparkDataModule(L.LightningDataModule):
         train_transform: A.BaseCompose | None = None,
         train_split: str = "train",
         val_split: str = "val",
+        extra_roots: list[str] | None = None,
     ) -> None:
         super().__init__()
         _check_sizes(size, crop, batch_size)
@@ -126,6 +129,8 @@ class SparkDataModule(L.LightningDataModule):
         self.save_hyperparameters({"dataset": config if isinstance(config, dict) else None, "root": root,
                                    "size": size, "crop": crop, "train_split": train_split, "val_split": val_split})
         self.format = build_format(dataset, root)
+        # More training data in the same format (e.g. a pseudo-label round): their train splits join ours.
+        self.extra_formats = [build_format(dataset, str(r)) for r in extra_roots or []]
         self.size, self.crop = size, crop
         self.batch_size, self.num_workers = batch_size, num_workers
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
@@ -148,27 +153,33 @@ class SparkDataModule(L.LightningDataModule):
         """The folder read: ``root``, or where the generated set lives."""
         return self.format.root
 
-    def _cache(self) -> SampleCache | None:
-        return SampleCache(self.cache_dir / "samples", self.format, self.size) if self.use_cache else None
+    def _cache(self, fmt: SegmentationFormat) -> SampleCache | None:
+        return SampleCache(self.cache_dir / "samples", fmt, self.size) if self.use_cache else None
 
     def prepare_data(self) -> None:
-        """Generate the data if needed, then decode every sample into the cache once, so a bad
-        file stops the run now (all of them listed) and not after an epoch of training."""
+        """Generate the data if needed, then check every file once, up front: decoded into the
+        cache (or, with ``cache=false``, its header read), so bad files stop the run now, all of
+        them listed, not after an epoch of training."""
         self.format.prepare()
-        cache = self._cache()
-        if cache is not None:
-            samples = [s for split in (self.train_split, self.val_split) for s in self.format.samples(split)]
-            cache.fill(samples, max(1, self.num_workers))
+        parts = [(self.format, (self.train_split, self.val_split))] + [(f, (self.train_split,)) for f in self.extra_formats]
+        for fmt, splits in parts:
+            samples = [s for split in splits for s in fmt.samples(split)]
+            cache = self._cache(fmt)
+            if cache is not None:
+                cache.fill(samples, max(1, self.num_workers))
+            else:
+                check_headers(samples)
 
-    def _dataset(self, split: str, transform: A.BaseCompose | None) -> SegmentationDataset:
-        return SegmentationDataset(self.format.samples(split), self.format, self.size, self._cache(), transform)
+    def _dataset(self, fmt: SegmentationFormat, split: str, transform: A.BaseCompose | None) -> SegmentationDataset:
+        return SegmentationDataset(fmt.samples(split), fmt, self.size, self._cache(fmt), transform)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None) and self.train_set is None:
-            log.info("training on %s", self.format.describe())
-            self.train_set = self._dataset(self.train_split, self.train_transform)
+            log.info("training on %s", ", ".join(f.describe() for f in [self.format, *self.extra_formats]))
+            parts = [self._dataset(f, self.train_split, self.train_transform) for f in [self.format, *self.extra_formats]]
+            self.train_set = parts[0] if len(parts) == 1 else ConcatDataset(parts)
         if stage in ("fit", "validate", None) and self.val_set is None:
-            self.val_set = self._dataset(self.val_split, None)
+            self.val_set = self._dataset(self.format, self.val_split, None)
 
     def _loader(self, dataset: SegmentationDataset, shuffle: bool) -> DataLoader:
         workers = self.num_workers

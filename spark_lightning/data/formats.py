@@ -17,6 +17,7 @@ from PIL import Image
 
 from spark_lightning.errors import SparkDataError
 
+IGNORE = 255  # label of unlabelled pixels (pseudo-labels the model was unsure of): no loss, no metric
 # Colours used to draw class ids in overlays and colour PNGs (class 0 = black).
 PALETTE = np.array([[0, 0, 0], [255, 0, 0], [0, 0, 255], [0, 200, 0], [255, 200, 0], [200, 0, 200]], np.uint8)
 
@@ -82,6 +83,7 @@ class SegmentationFormat:
     """
 
     classes: tuple[str, ...] = ("background", "body", "panel")
+    allows_ignore = False  # whether masks may mark unlabelled pixels IGNORE
     image_suffix = "_img.jpg"  # unlabelled images for prediction end with this
     mask_suffix = "_layer.npz"  # prediction files: <name><mask_suffix>
 
@@ -111,8 +113,9 @@ class SegmentationFormat:
         """Class ids, resized by nearest neighbour. Masks are decoded at full size first: decoding
         at reduced scale or blending would move class boundaries."""
         labels = self.decode_mask(path)
-        if labels.max(initial=0) >= len(self.classes):
-            raise SparkDataError(f"mask {path} holds class id {int(labels.max())} but this data set has "
+        bad = labels[(labels >= len(self.classes)) & ((labels != IGNORE) | (not self.allows_ignore))]
+        if bad.size:
+            raise SparkDataError(f"mask {path} holds class id {int(bad[0])} but this data set has "
                                  f"{len(self.classes)} classes {self.classes}.")
         return resize_labels(labels, size)
 
@@ -163,3 +166,18 @@ def resize_image(image: np.ndarray, size: int | None) -> np.ndarray:
     if size is None or image.shape[:2] == (size, size):
         return image
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def check_headers(samples: list[Sample]) -> None:
+    """Open every image and mask header (cheap); one SparkDataError listing every unreadable file."""
+    errors = []
+    for sample in samples:
+        for path in (sample.image, sample.mask):
+            if path is None:
+                continue
+            try:
+                image_size(path)
+            except SparkDataError as err:
+                errors.append(str(err))
+    if errors:
+        raise SparkDataError(f"{len(errors)} unreadable file(s):\n  " + "\n  ".join(errors))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from spark_lightning.data.formats import SegmentationFormat, Sample
+from spark_lightning.data.formats import IGNORE, SegmentationFormat, Sample
 from spark_lightning.errors import SparkDataError
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ CLASS_COLORS = np.array([[0, 0, 0], [255, 0, 0], [0, 0, 255]], dtype=np.uint8)
 
 IMAGE_SUFFIX = "_img.jpg"
 MASK_SUFFIX = "_layer.jpg"
+PSEUDO_MANIFEST = "pseudo.json"
+MASK_SUFFIXES = (MASK_SUFFIX, "_layer.png")  # PNG: index masks (pseudo-labels, with 255 = unlabelled)
 # A mask may hold this share of bright pixels in none of the three colours (JPEG smear at edges
 # stays far below it); more means another colour code, and the file is rejected.
 MAX_UNKNOWN_SHARE = 0.25
@@ -86,8 +88,9 @@ def encode_mask(index: np.ndarray) -> np.ndarray:
     return CLASS_COLORS[index]
 
 
-def read_label_image(path: Path, num_classes: int) -> np.ndarray:
-    """A mask file as class ids: SPARK colours, or an index mask (grey values 0..C-1)."""
+def read_label_image(path: Path, num_classes: int, allow_ignore: bool = False) -> np.ndarray:
+    """A mask file as class ids: SPARK colours, or an index mask (grey values 0..C-1, and, in a
+    pseudo-label set, 255 for unlabelled pixels)."""
     try:
         with Image.open(path) as im:
             array = np.asarray(im.convert("RGB") if im.mode in ("RGB", "RGBA", "P", "CMYK") else im)
@@ -96,7 +99,7 @@ def read_label_image(path: Path, num_classes: int) -> np.ndarray:
     if array.ndim == 3 and (array[..., 0] == array[..., 1]).all() and (array[..., 1] == array[..., 2]).all():
         array = array[..., 0]
     if array.ndim == 2:  # grey: an index mask, or a broken one
-        if array.max(initial=0) < num_classes:
+        if not ((array >= num_classes) & ((array != IGNORE) | (not allow_ignore))).any():
             return array.astype(np.uint8)
         values = np.unique(array)
         raise SparkDataError(
@@ -106,11 +109,12 @@ def read_label_image(path: Path, num_classes: int) -> np.ndarray:
     return decode_mask(array, path)
 
 
-def _visible_files(folder: Path, suffix: str) -> dict[str, Path]:
-    """name -> path for files ending in suffix, skipping macOS ``._*`` and hidden files."""
+def _visible_files(folder: Path, *suffixes: str) -> dict[str, Path]:
+    """name -> path for files ending in one of the suffixes, skipping macOS ``._*`` and hidden files."""
     return {
         p.name[: -len(suffix)]: p
         for p in folder.iterdir()
+        for suffix in suffixes
         if p.is_file() and p.name.endswith(suffix) and not p.name.startswith(".")
     }
 
@@ -122,7 +126,7 @@ def _pair(craft: str, img_dir: Path, mask_dir: Path) -> list[Sample]:
             f"{mask_dir} not found but {img_dir} exists: every image folder needs its mask folder "
             "(mask/<Spacecraft>/<split>/)."
         )
-    images, masks = _visible_files(img_dir, IMAGE_SUFFIX), _visible_files(mask_dir, MASK_SUFFIX)
+    images, masks = _visible_files(img_dir, IMAGE_SUFFIX), _visible_files(mask_dir, *MASK_SUFFIXES)
     for missing, have, want, kind in ((sorted(set(images) - set(masks)), images, mask_dir, "mask"),
                                       (sorted(set(masks) - set(images)), masks, img_dir, "image")):
         if missing:
@@ -175,7 +179,7 @@ class SparkFormat(SegmentationFormat):
                 f"{root / 'images' / SPACECRAFT[0] / split}."
             )
         unknown = [c for c in folders if c not in SPACECRAFT]
-        if unknown:
+        if unknown and not self.allows_ignore:  # a pseudo-label set's folder is ours
             log.warning("split '%s' of %s: spacecraft folders outside the ten SPARK 2024 names are read too: %s",
                         split, root, ", ".join(unknown))
         samples = [s for c in folders for s in _pair(c, root / "images" / c / split, root / "mask" / c / split)]
@@ -183,5 +187,10 @@ class SparkFormat(SegmentationFormat):
             raise SparkDataError(f"split '{split}' under {root / 'images'} holds no *{IMAGE_SUFFIX} files.")
         return samples
 
+    @property
+    def allows_ignore(self) -> bool:
+        """A pseudo-label set (its ``pseudo.json`` manifest) may mark unsure pixels 255."""
+        return self._root is not None and (self.root / PSEUDO_MANIFEST).is_file()
+
     def decode_mask(self, path: Path) -> np.ndarray:
-        return read_label_image(path, len(self.classes))
+        return read_label_image(path, len(self.classes), self.allows_ignore)
