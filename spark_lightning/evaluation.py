@@ -4,7 +4,6 @@ images, and breakdowns by spacecraft type and by object size."""
 from __future__ import annotations
 
 import heapq
-import io
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -13,14 +12,12 @@ import numpy as np
 import torch
 from rich.progress import track
 
-from spark_lightning.atomic import write_bytes_atomic
 from spark_lightning.data.formats import SegmentationFormat, Sample
 from spark_lightning.errors import SparkDataError
-from spark_lightning.metrics import per_image_iou, segmentation_metrics, spark_from_ious
-from spark_lightning.outputs import NPZ_SUFFIX, load_mask_npz, overlay, save_png
+from spark_lightning.metrics import breakdown, per_image_iou, segmentation_metrics, size_bin
+from spark_lightning.outputs import NPZ_SUFFIX, load_mask_npz, overlay, save_figure, save_png
 
 log = logging.getLogger(__name__)
-SIZE_BINS = ((0.0, 0.01, "<1%"), (0.01, 0.05, "1-5%"), (0.05, 0.2, "5-20%"), (0.2, 1.01, ">20%"))
 TABLE_KEYS = ("spark_score", "spark_body", "spark_panel", "iou", "iou_background", "iou_body", "iou_panel")
 
 
@@ -54,10 +51,6 @@ def _object_share(truth: np.ndarray) -> float:
     return float((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)) / truth.size
 
 
-def _size_bin(share: float) -> str:
-    return next(name for lo, hi, name in SIZE_BINS if lo <= share < hi)
-
-
 class Evaluation:
     """Accumulates metrics, per-image IoUs and the ``keep_worst`` lowest-scoring images."""
 
@@ -77,7 +70,7 @@ class Evaluation:
         ious = {k: v.item() for k, v in per_image_iou(p, t).items()}
         share = _object_share(truth)
         self.per_image.append({"name": sample.name, "spacecraft": sample.group, "object_share": round(share, 5),
-                               "size_bin": _size_bin(share), **ious})
+                               "size_bin": size_bin(share), **ious})
         scored = [ious["iou_body"]] + ([ious["iou_panel"]] if ious["panel_scored"] else [])
         heapq.heappush(self._worst, (-sum(scored) / len(scored), len(self.per_image), sample, pred))
         if len(self._worst) > self.keep_worst:
@@ -88,15 +81,9 @@ class Evaluation:
 
     def breakdown(self, key: str) -> dict[str, dict[str, float]]:
         """SPARK score and mean IoUs per value of ``key`` ("spacecraft" or "size_bin")."""
-        out = {}
-        for value in sorted({r[key] for r in self.per_image}):
-            rows = [r for r in self.per_image if r[key] == value]
-            t = {k: torch.tensor([float(r[k]) for r in rows], dtype=torch.float64) for k in ("iou_body", "iou_panel")}
-            scored = torch.tensor([bool(r["panel_scored"]) for r in rows])
-            score = {k: float(v) for k, v in spark_from_ious(t["iou_body"], t["iou_panel"], scored).items()}
-            out[value] = {"images": len(rows), **score, "iou_body": float(t["iou_body"].mean()),
-                          "iou_panel": float(t["iou_panel"][scored].mean()) if scored.any() else float("nan")}
-        return out
+        t = {k: torch.tensor([float(r[k]) for r in self.per_image], dtype=torch.float64) for k in ("iou_body", "iou_panel")}
+        scored = torch.tensor([bool(r["panel_scored"]) for r in self.per_image])
+        return breakdown(t["iou_body"], t["iou_panel"], scored, [r[key] for r in self.per_image])
 
     def save_worst(self, folder: Path) -> list[Path]:
         """Overlays (image | truth | prediction) of the worst images, titled with name, type and IoUs."""
@@ -137,10 +124,7 @@ def breakdown_plot(path: Path, breakdowns: dict[str, dict[str, dict[str, float]]
         ax.set_xlabel("SPARK score")
         ax.set_title(f"by {name}")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    write_bytes_atomic(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 def print_table(summary: dict[str, float], breakdowns: dict[str, dict[str, dict[str, float]]]) -> None:

@@ -25,7 +25,7 @@ from spark_lightning.data.formats import SegmentationFormat, image_size
 from spark_lightning.errors import ConfigError
 
 MODES = ("resize", "slide")
-TTAS = ("none", "flip")
+TTAS = ("none", "flip", "flip4")
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,8 @@ class Predictor:
 
 
 def _flips(tta: str) -> list[tuple[int, ...]]:
-    return [()] if tta == "none" else [(), (-1,), (-2,)]
+    """none: the image; flip: + horizontal + vertical; flip4: + both at once."""
+    return {"none": [()], "flip": [(), (-1,), (-2,)], "flip4": [(), (-1,), (-2,), (-2, -1)]}[tta]
 
 
 def _probs(net: nn.Module, x: torch.Tensor, tta: str) -> torch.Tensor:

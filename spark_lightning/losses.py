@@ -15,9 +15,9 @@ from spark_lightning.errors import ConfigError
 class CrossEntropy(nn.CrossEntropyLoss):
     """``nn.CrossEntropyLoss`` whose class weights may come from a config list."""
 
-    def __init__(self, weight: list[float] | None = None, ignore_index: int = -100, **kwargs) -> None:
+    def __init__(self, weight: list[float] | None = None, ignore_index: int | None = -100, **kwargs) -> None:
         tensor = torch.as_tensor(list(weight), dtype=torch.float32) if weight is not None else None
-        super().__init__(weight=tensor, ignore_index=ignore_index, **kwargs)
+        super().__init__(weight=tensor, ignore_index=-100 if ignore_index is None else ignore_index, **kwargs)
 
 
 class WeightedSum(nn.Module):

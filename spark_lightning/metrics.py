@@ -117,3 +117,69 @@ def segmentation_metrics(classes: tuple[str, ...] = SPARK_CLASSES, ignore_index:
     if tuple(classes) == SPARK_CLASSES:
         metrics["spark"] = SparkScore(ignore_index=ignore_index)
     return MetricCollection(metrics, compute_groups=False)
+
+
+SIZE_BINS = ((0.0, 0.01, "<1%"), (0.01, 0.05, "1-5%"), (0.05, 0.2, "5-20%"), (0.2, 1.01, ">20%"))
+
+
+def object_share(target: torch.Tensor) -> torch.Tensor:
+    """Per image (N, H, W): area of the box around all non-background pixels / frame area."""
+    fg = target > 0
+    rows, cols = fg.any(2), fg.any(1)
+    h, w = target.shape[-2:]
+
+    def extent(mask: torch.Tensor, n: int) -> torch.Tensor:
+        idx = torch.arange(n, device=mask.device)
+        first = torch.where(mask, idx, n).min(1).values
+        last = torch.where(mask, idx, -1).max(1).values
+        return (last - first + 1).clamp_min(0)
+
+    return (extent(rows, h) * extent(cols, w)).double() / (h * w)
+
+
+def size_bin(share: float) -> str:
+    return next(name for lo, hi, name in SIZE_BINS if lo <= share < hi)
+
+
+def breakdown(iou_body: torch.Tensor, iou_panel: torch.Tensor, panel_scored: torch.Tensor,
+              keys: list[str]) -> dict[str, dict[str, float]]:
+    """SPARK score and mean IoUs of each subset of images sharing a key (type, size bin)."""
+    out = {}
+    for key in sorted(set(keys)):
+        sel = torch.tensor([k == key for k in keys])
+        scored = panel_scored[sel]
+        score = {k: float(v) for k, v in spark_from_ious(iou_body[sel], iou_panel[sel], scored).items()}
+        out[key] = {"images": int(sel.sum()), **score, "iou_body": float(iou_body[sel].mean()),
+                    "iou_panel": float(iou_panel[sel][scored].mean()) if scored.any() else float("nan")}
+    return out
+
+
+class GroupedSparkScore(Metric):
+    """Per-image IoUs of a validation epoch (gathered across processes), broken down by group
+    (spacecraft type) and by object size at the end."""
+
+    full_state_update = False
+
+    def __init__(self, ignore_index: int | None = None, names: list[str] | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.ignore_index = ignore_index
+        self.add_state("rows", default=[], dist_reduce_fx="cat")
+        self.names: list[str] = list(names or [])  # set by the module from the data: the same ids on every rank
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor, groups: list[str]) -> None:
+        ious = per_image_iou(preds, target, self.ignore_index)
+        ids = [self.names.index(g) if g in self.names else self.names.append(g) or len(self.names) - 1 for g in groups]
+        share = object_share(torch.where(target == (self.ignore_index if self.ignore_index is not None else -1),
+                                         0, target))
+        self.rows.append(torch.stack([ious["iou_body"], ious["iou_panel"], ious["panel_scored"].double(),
+                                      torch.tensor(ids, dtype=torch.float64, device=preds.device), share], 1))
+
+    def compute(self) -> dict[str, dict[str, dict[str, float]]]:
+        rows = self.rows if isinstance(self.rows, torch.Tensor) else torch.cat(self.rows) if self.rows else None
+        if rows is None or not len(rows):
+            return {}
+        rows = rows.cpu()
+        body, panel, scored = rows[:, 0], rows[:, 1], rows[:, 2].bool()
+        groups = [self.names[int(i)] if int(i) < len(self.names) else str(int(i)) for i in rows[:, 3]]
+        return {"spacecraft": breakdown(body, panel, scored, groups),
+                "size": breakdown(body, panel, scored, [size_bin(float(s)) for s in rows[:, 4]])}

@@ -14,7 +14,7 @@ import torch
 from hydra.utils import instantiate
 
 from spark_lightning.losses import float32_loss
-from spark_lightning.metrics import SPARK_CLASSES, segmentation_metrics
+from spark_lightning.metrics import SPARK_CLASSES, GroupedSparkScore, segmentation_metrics
 from spark_lightning.optim import build_optimizer
 
 
@@ -54,6 +54,14 @@ class SegmentationModule(L.LightningModule):
         metrics = segmentation_metrics(classes, ignore_index)
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
+        # Validation broken down by spacecraft type and object size (SPARK classes only).
+        self.val_breakdown = GroupedSparkScore(ignore_index) if classes == SPARK_CLASSES else None
+
+    def setup(self, stage: str) -> None:
+        """Group ids from the validation data, the same on every process (DDP gathers them)."""
+        val_set = getattr(getattr(self.trainer, "datamodule", None), "val_set", None)
+        if self.val_breakdown is not None and val_set is not None:
+            self.val_breakdown.names = sorted({s.group for s in getattr(val_set, "samples", [])})
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 or float pixels (B, 3, H, W) in [0, 255] -> logits (B, C, H, W)."""
@@ -66,7 +74,10 @@ class SegmentationModule(L.LightningModule):
         train = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=train, on_epoch=True, prog_bar=True, batch_size=images.shape[0])
         metrics = self.train_metrics if train else self.val_metrics
-        metrics.update(logits.detach().argmax(1), target)
+        preds = logits.detach().argmax(1)
+        metrics.update(preds, target)
+        if not train and self.val_breakdown is not None and "group" in batch:
+            self.val_breakdown.update(preds, target, list(batch["group"]))
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -84,6 +95,14 @@ class SegmentationModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics(self.val_metrics)
+        if self.val_breakdown is None:
+            return
+        if not self.trainer.sanity_checking and self.val_breakdown.rows:
+            for kind, table in self.val_breakdown.compute().items():
+                for key, row in table.items():
+                    self.log_dict({f"val/by_{kind}/{key}/{name}": float(row[name]) for name in
+                                   ("spark_score", "iou_body", "iou_panel") if row[name] == row[name]})  # not NaN
+        self.val_breakdown.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.hparams.optimizer, self.net)
@@ -91,5 +110,22 @@ class SegmentationModule(L.LightningModule):
             return {"optimizer": optimizer}
         total = int(self.trainer.estimated_stepping_batches)
         per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
-        scheduler = instantiate(self.hparams.scheduler)(optimizer, total_steps=total, steps_per_epoch=per_epoch)
+        scheduler = instantiate(self.hparams.scheduler)(optimizer, total_steps=total, steps_per_epoch=per_epoch,
+                                                        clock=self._time_used)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _time_used(self) -> float:
+        """Share of the time budget used so far: of the planned whole epochs (TimeBudget), else of
+        ``trainer.max_time``; 0 without a time limit."""
+        from lightning.pytorch.callbacks import Timer
+
+        from spark_lightning.callbacks.time_budget import TimeBudget
+
+        budget = next((c for c in self.trainer.callbacks if isinstance(c, TimeBudget)), None)
+        if budget is not None and (progress := budget.progress()) is not None:
+            return progress
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        if timer is None or timer.time_remaining() is None:
+            return 0.0
+        elapsed, remaining = timer.time_elapsed("train"), timer.time_remaining("train")
+        return elapsed / max(1e-9, elapsed + remaining)

@@ -2,7 +2,10 @@
 
 Configs give schedules as ``_partial_`` callables; the LightningModule supplies the optimizer,
 ``total_steps`` (``trainer.estimated_stepping_batches``) and ``steps_per_epoch``, so one
-config fits any run length. Warmup is given in steps or in epochs.
+config fits any run length. Warmup is given in steps or in epochs. With a time budget
+(``trainer.max_time``) the module also passes ``clock``, the share of the budget used: the
+schedule then follows whichever runs out first, steps or time, so a run cut by its time limit
+on a slow machine still ends at its final learning rate.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Callable, Iterable
 
 from torch import nn
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
+from torch.optim.lr_scheduler import LambdaLR
 
 from spark_lightning.errors import ConfigError
 
@@ -33,42 +36,58 @@ def _warmup_steps(warmup_steps: int, warmup_epochs: float, steps_per_epoch: int,
     return steps
 
 
-def _warmup_then(optimizer: Optimizer, total_steps: int, warmup: int, decay: Callable[[float], float]) -> LambdaLR:
-    """Linear warmup over ``warmup`` steps, then ``decay(t)`` with t going 0 -> 1."""
+Clock = Callable[[], float]  # share of the time budget used so far, 0..1
+
+
+def _warmup_then(optimizer: Optimizer, total_steps: int, warmup: int, decay: Callable[[float], float],
+                 clock: Clock | None = None, start: float | None = None, warmup_share: float = 0.0) -> LambdaLR:
+    """Linear warmup (from ``start`` x lr, default 1/warmup) over ``warmup`` steps, or over
+    ``warmup_share`` of the run; then ``decay(t)`` with t going 0 -> 1. The run's progress is
+    counted in steps, or by ``clock`` (the time budget) if that is further along."""
 
     def factor(step: int) -> float:
+        progress = max(step / max(1, total_steps), clock() if clock else 0.0)
+        if warmup_share:
+            if progress < warmup_share:
+                return (start or 0.0) + (1 - (start or 0.0)) * progress / warmup_share
+            return decay(min(1.0, (progress - warmup_share) / (1 - warmup_share)))
         if step < warmup:
-            return (step + 1) / warmup
-        return decay(min(1.0, (step - warmup) / max(1, total_steps - warmup)))
+            if start is None:
+                return (step + 1) / warmup
+            return start + (1 - start) * step / max(1, warmup - 1)
+        t = (step - warmup) / max(1, total_steps - warmup)
+        return decay(min(1.0, max(t, clock() if clock else 0.0)))
 
     return LambdaLR(optimizer, factor)
 
 
 def poly(optimizer: Optimizer, total_steps: int, power: float = 0.9, warmup_steps: int = 0,
-         warmup_epochs: float = 0, steps_per_epoch: int = 1) -> LambdaLR:
+         warmup_epochs: float = 0, steps_per_epoch: int = 1, clock: Clock | None = None) -> LambdaLR:
     """lr * (1 - t)^power after a linear warmup."""
     warmup = _warmup_steps(warmup_steps, warmup_epochs, steps_per_epoch, total_steps)
-    return _warmup_then(optimizer, total_steps, warmup, lambda t: (1 - t) ** power)
+    return _warmup_then(optimizer, total_steps, warmup, lambda t: (1 - t) ** power, clock)
+
+
+def _cosine(floor: float) -> Callable[[float], float]:
+    return lambda t: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def cosine(optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, warmup_epochs: float = 0,
-           min_lr_ratio: float = 0.0, steps_per_epoch: int = 1) -> LambdaLR:
+           min_lr_ratio: float = 0.0, steps_per_epoch: int = 1, clock: Clock | None = None) -> LambdaLR:
     """Cosine decay from lr to lr * min_lr_ratio after a linear warmup."""
     warmup = _warmup_steps(warmup_steps, warmup_epochs, steps_per_epoch, total_steps)
-    return _warmup_then(
-        optimizer, total_steps, warmup, lambda t: min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-    )
+    return _warmup_then(optimizer, total_steps, warmup, _cosine(min_lr_ratio), clock)
 
 
 def onecycle(optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, warmup_epochs: float = 0,
-             steps_per_epoch: int = 1, div_factor: float = 25.0, final_div_factor: float = 1e4) -> OneCycleLR:
-    """torch's OneCycleLR peaking at each group's configured lr; the warmup is its rising part
-    (30 % of the run when not given)."""
+             steps_per_epoch: int = 1, div_factor: float = 25.0, final_div_factor: float = 1e4,
+             clock: Clock | None = None) -> LambdaLR:
+    """One cycle (as torch's OneCycleLR, linear rise, cosine fall): from lr / div_factor up to
+    each group's configured lr over the warmup (30 % of the run when not given), then down to
+    lr / (div_factor * final_div_factor)."""
     warmup = _warmup_steps(warmup_steps, warmup_epochs, steps_per_epoch, total_steps)
-    pct = warmup / total_steps if warmup else 0.3
-    max_lr = [group["lr"] for group in optimizer.param_groups]
-    return OneCycleLR(optimizer, max_lr, total_steps=total_steps, pct_start=pct,
-                      div_factor=div_factor, final_div_factor=final_div_factor)
+    return _warmup_then(optimizer, total_steps, warmup, _cosine(1 / (div_factor * final_div_factor)), clock,
+                        start=1 / div_factor, warmup_share=0.0 if warmup else 0.3)
 
 
 def param_groups(net: nn.Module, lr: float, encoder_lr_mult: float = 1.0) -> list[dict] | Iterable:

@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 from spark_lightning.atomic import write_bytes_atomic
+from spark_lightning.outputs import save_figure
 
 DEFAULT_MONITOR = "val/spark_score"  # runs written before metrics.json named its monitor
 COLUMNS = ["run", "overrides", "status", "score", "iou", "iou_body", "iou_panel", "best_epoch", "epochs",
@@ -66,6 +67,8 @@ def read_run(run: Path) -> dict:
             best_epoch=best.get("epoch"),
             epochs=(history[-1]["epoch"] + 1) if history else None,
         )
+        row["by_spacecraft"] = {k.split("/")[2]: v for k, v in best.items()
+                                if k.startswith("val/by_spacecraft/") and k.endswith("/spark_score")}
         perf = [h for h in history if "perf/img_per_s" in h]
         if perf:
             row["img_per_s"] = sum(h["perf/img_per_s"] for h in perf) / len(perf)
@@ -101,10 +104,7 @@ def _plots(rows: list[dict], out: Path) -> None:
     ax.set_xlabel(f"best {monitor}")
     ax.set_xlim(0, 1)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    write_bytes_atomic(out / "best_score.png", buf.getvalue())
+    save_figure(fig, out / "best_score.png")
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4 + 0.25 * len(rows)))
     for ax, key in zip(axes, (monitor, "val/iou")):
@@ -117,10 +117,7 @@ def _plots(rows: list[dict], out: Path) -> None:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", fontsize="small")
     fig.tight_layout(rect=(0, 0.06 * len(rows) / (1 + 0.06 * len(rows)), 1, 1))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    write_bytes_atomic(out / "val_curves.png", buf.getvalue())
+    save_figure(fig, out / "val_curves.png")
 
 
 def write_report(sweep_dir: str | Path) -> list[dict]:
@@ -145,9 +142,35 @@ def write_report(sweep_dir: str | Path) -> list[dict]:
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_fmt(r.get(k)).replace("|", "/") for k in COLUMNS) + " |" for r in rows]
     lines += ["", "![best score](best_score.png)", "", "![validation curves](val_curves.png)", ""]
+    lines += _by_spacecraft(rows, sweep_dir)
     write_bytes_atomic(sweep_dir / "report.md", "\n".join(lines).encode())
     _plots(rows, sweep_dir)
     return rows
+
+
+def _by_spacecraft(rows: list[dict], out: Path) -> list[str]:
+    """The best epoch's SPARK score per spacecraft type, one row per run (and a heat map)."""
+    runs = [r for r in rows if r.get("by_spacecraft")]
+    if not runs:
+        return []
+    names = sorted({k for r in runs for k in r["by_spacecraft"]})
+    lines = ["## SPARK score by spacecraft (best epoch)", "", "| run | " + " | ".join(names) + " |",
+             "|" + "---|" * (len(names) + 1)]
+    lines += [f"| {r['run']} | " + " | ".join(_fmt(r["by_spacecraft"].get(n)) for n in names) + " |" for r in runs]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = [[r["by_spacecraft"].get(n, math.nan) for n in names] for r in runs]
+    fig, ax = plt.subplots(figsize=(1 + 0.9 * len(names), 1 + 0.4 * len(runs)))
+    image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(runs)), [r["overrides"] or r["run"] for r in runs])
+    fig.colorbar(image, label="SPARK score")
+    fig.tight_layout()
+    save_figure(fig, out / "by_spacecraft.png")
+    return lines + ["", "![by spacecraft](by_spacecraft.png)", ""]
 
 
 def main(argv: list[str] | None = None) -> None:

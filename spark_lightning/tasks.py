@@ -17,6 +17,7 @@ from spark_lightning.atomic import write_json_atomic
 from spark_lightning.budget import apply_budget
 from spark_lightning.builders import build_datamodule, build_module, build_trainer, container, resume_checkpoint
 from spark_lightning.callbacks import MetricsJson
+from spark_lightning.checkpoints import load_weights
 from spark_lightning.data.datamodule import build_format
 from spark_lightning.data.spark import SparkFormat
 from spark_lightning.errors import ConfigError, SparkDataError
@@ -43,7 +44,8 @@ def _best_metrics(trainer: L.Trainer, cfg: DictConfig) -> dict[str, float]:
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     best = callback.best if callback is not None and callback.history else final
     name = cfg.get("optimized_metric")
-    if name and name not in best and trainer.state.finished and trainer.current_epoch > 0:
+    validated = sum(trainer.num_val_batches or [0]) > 0
+    if name and name not in best and validated:
         logged = sorted(k for k in best if k.startswith("val/"))
         raise ConfigError(f"optimized_metric={name} was never logged; logged metrics: {', '.join(logged)}.")
     return best
@@ -60,10 +62,12 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     if apply_budget(cfg, lambda c: build_module(c, datamodule.classes)):
         datamodule.batch_size = cfg.data.batch_size
     module = build_module(cfg, datamodule.classes)
+    ckpt_path = resume_checkpoint(cfg)
+    if cfg.get("init_from") and ckpt_path is None:  # fine-tune: weights only, a fresh optimizer and schedule
+        load_weights(module.net, cfg.init_from, cfg.get("init_from_strict", True))
     side = cfg.data.get("crop") or cfg.data.get("size")
     if side:  # the model summary then counts real FLOPs at the training size
         module.example_input_array = torch.zeros(1, 3, side, side, dtype=torch.uint8)
-    ckpt_path = resume_checkpoint(cfg)
     trainer = build_trainer(cfg)
     OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
     _log_hyperparams(trainer, cfg)
@@ -168,25 +172,32 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     print_table(summary, breakdowns)
     log.info("wrote %s, %s and %d overlays of the worst images in %s", out / "eval.json", out / "breakdown.png",
              len(worst), out / "worst")
-    wandb_table = _log_evaluation_to_wandb(evaluation, worst)
+    wandb_table = _log_evaluation_to_wandb(cfg, evaluation, summary, worst)
     return {"metrics": summary, "per_image": evaluation.per_image, "output": out, "breakdowns": breakdowns,
             "wandb_table": wandb_table}
 
 
-def _log_evaluation_to_wandb(evaluation, worst: list[Path]) -> bool:
-    """With a W&B run active, a table of per-image IoUs with the worst images' overlays."""
+def _log_evaluation_to_wandb(cfg: DictConfig, evaluation, summary: dict, worst: list[Path]) -> bool:
+    """With ``wandb=true`` (or a W&B run already active): the metrics, and a table of per-image
+    IoUs with the worst images' overlays."""
     run = wandb_run.active_run()
+    if run is None and cfg.get("wandb"):
+        import wandb
+
+        run = wandb.init(project=cfg.get("wandb_project", "spark_lightning"), job_type="evaluate",
+                         dir=str(cfg.paths.output_dir), config=wandb_run.flat_config(cfg))
     if run is None:
         return False
     import wandb
 
     by_name = {p.name.split("_", 1)[1].removesuffix(".png"): p for p in worst}
     columns = ["name", "spacecraft", "iou_body", "iou_panel", "panel_scored", "overlay"]
-    table = wandb.Table(columns=columns)
+    table = wandb.Table(columns=columns, allow_mixed_types=True)  # only the worst rows have an overlay
     for row in evaluation.per_image:
         image = wandb.Image(str(by_name[row["name"]])) if row["name"] in by_name else None
         table.add_data(row["name"], row["spacecraft"], row["iou_body"], row["iou_panel"], row["panel_scored"], image)
-    run.log({"eval/per_image": table})
+    worst_images = [wandb.Image(str(p), caption=p.stem) for p in worst]
+    run.log({"eval/per_image": table, "eval/worst": worst_images, **{f"eval/{k}": v for k, v in summary.items()}})
     return True
 
 

@@ -34,6 +34,21 @@ def records(run_dir: Path):
             yield record
 
 
+def history(run_dir: Path) -> dict:
+    """The last logged value of every history key (nested keys, such as a table's fields, as dicts)."""
+    out: dict = {}
+    for record in records(run_dir):
+        if record.WhichOneof("record_type") != "history":
+            continue
+        for item in record.history.item:
+            path = [item.key] if item.key else list(item.nested_key)
+            node = out
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = json.loads(item.value_json)
+    return out
+
+
 def summary_and_config(run_dir: Path) -> tuple[dict, dict]:
     """The run's final summary (later updates win) and its config, as W&B would show them."""
     summary, config = {}, {}

@@ -2,9 +2,11 @@
 
 from spark_lightning.callbacks.batchnorm import PreciseBatchNorm
 from spark_lightning.callbacks.checkpointing import AtomicCheckpointIO, LastCheckpoint
+from spark_lightning.callbacks.guards import NanGuard, TrainingDiverged
 from spark_lightning.callbacks.metrics_json import MetricsJson
 from spark_lightning.callbacks.monitoring import EpochSummary, PerfMonitor
 from spark_lightning.callbacks.overlays import WandbOverlays
+from spark_lightning.callbacks.time_budget import TimeBudget
 
-__all__ = ["AtomicCheckpointIO", "EpochSummary", "LastCheckpoint", "MetricsJson", "PerfMonitor", "PreciseBatchNorm",
-           "WandbOverlays"]
+__all__ = ["AtomicCheckpointIO", "EpochSummary", "LastCheckpoint", "MetricsJson", "NanGuard", "PerfMonitor",
+           "PreciseBatchNorm", "TimeBudget", "TrainingDiverged", "WandbOverlays"]

@@ -7,6 +7,7 @@ import time
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,12 @@ class EpochSummary(L.Callback):
         if "perf/img_per_s" in metrics:
             parts.append(f"{float(metrics['perf/img_per_s']):.1f} img/s")
         done, left = epoch + 1 - self._first_epoch, (trainer.max_epochs or 0) - epoch - 1
-        if done > 0 and left > 0:
-            parts.append(f"ETA {(time.monotonic() - self._start) / done * left / 60:.1f} min")
+        eta = (time.monotonic() - self._start) / done * left if done > 0 and left > 0 else None
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        if timer is not None and timer.time_remaining("train") is not None:  # trainer.max_time
+            eta = min(eta if eta is not None else float("inf"), timer.time_remaining("train"))
+        if eta and eta > 0:
+            parts.append(f"ETA {eta / 60:.1f} min")
         log.info(" | ".join(parts))
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -8,6 +8,7 @@ pads to the encoder stride and crops back, so callers feed any image size and ra
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -86,13 +87,26 @@ def _check_names(arch: str, encoder: str) -> None:
         )
 
 
-def _pretrained_error(name: str, weights: str, err: Exception, elapsed: float) -> ConfigError:
+def _weights_source(name: str, weights: str) -> tuple[str, str]:
+    """(where the weights come from, the cache folder they land in) for a hint in errors."""
+    if name == "mobilenet_v3_large":
+        return "torchvision's IMAGENET1K_V1 download", "~/.cache/torch/hub/checkpoints"
+    hub = os.environ.get("HF_HOME", "~/.cache/huggingface")
+    repo = f"timm/{name[3:]}" if name.startswith("tu-") else f"smp-hub/{name}.{weights}"
+    return f"the Hugging Face repo {repo}", f"{hub}/hub/models--{repo.replace('/', '--')}"
+
+
+def _pretrained_error(name: str, arch: str, weights: str, err: Exception, elapsed: float) -> ConfigError:
+    source, folder = _weights_source(name, weights)
+    fetch = (f"python -c \"from spark_lightning.models import build_model; "
+             f"build_model(arch='{arch}', encoder='{name}', encoder_weights='{weights}')\"")
     return ConfigError(
-        f"could not load {weights!r} weights for encoder {name!r} after {elapsed:.1f}s ({type(err).__name__}: "
-        f"{str(err).splitlines()[0] if str(err) else ''}). This machine is offline (HF_HUB_OFFLINE=1). "
-        "Either set model.weights_path=/path/to/encoder.pth (a state dict of the encoder), copy the hub "
-        "cache (~/.cache/huggingface, ~/.cache/torch) from a machine with internet, or train from scratch "
-        "with model.encoder_weights=null."
+        f"model.encoder_weights={weights!r}: could not load the weights of encoder {name!r} after {elapsed:.1f}s "
+        f"({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}). They come from {source}, "
+        f"and this machine is offline (HF_HUB_OFFLINE=1). To get them here: on a machine with internet run "
+        f"`HF_HUB_OFFLINE=0 {fetch}`, then copy {folder} to the same path on this machine; or save "
+        f"`build_model(...).model.encoder.state_dict()` there with torch.save and set model.weights_path=FILE; "
+        "or train from scratch with model.encoder_weights=null."
     )
 
 
@@ -108,7 +122,7 @@ def _network(arch: str, encoder: str, num_classes: int, load_hub: str | None, **
         try:
             model = _torchvision_deeplab(num_classes, load_hub is not None)
         except Exception as err:  # torch hub download failure offline
-            raise _pretrained_error("mobilenet_v3_large", str(load_hub), err, time.monotonic() - start) from err
+            raise _pretrained_error("mobilenet_v3_large", arch, str(load_hub), err, time.monotonic() - start) from err
         return model, model.backbone, True, 32
     _check_names(arch, encoder)
     try:
@@ -116,7 +130,7 @@ def _network(arch: str, encoder: str, num_classes: int, load_hub: str | None, **
     except (OSError, RuntimeError, ValueError) as err:
         if load_hub is None:
             raise
-        raise _pretrained_error(encoder, load_hub, err, time.monotonic() - start) from err
+        raise _pretrained_error(encoder, arch, load_hub, err, time.monotonic() - start) from err
     return model, model.encoder, False, max(32, getattr(model.encoder, "output_stride", 32) or 32)
 
 

@@ -19,7 +19,7 @@ from spark_lightning.data.synth import sky
 from spark_lightning.data.synth.craft import build_craft
 from spark_lightning.data.synth.shapes import BODY, Part
 
-RENDER_VERSION = 2  # part of the cached set's folder name: bump when the pictures change
+RENDER_VERSION = 3  # part of the cached set's folder name: bump when the pictures change
 
 # albedo (RGB, 0..1), texture strength, specular strength, shininess
 MATERIALS = {
@@ -157,8 +157,15 @@ def _cells(face: Face, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _sun(rng: np.random.Generator) -> np.ndarray:
     """Direction to the sun, camera space: more often behind the camera than behind the craft."""
-    sun = rng.normal(size=3) + [0, 0, -0.2]
+    sun = rng.normal(size=3) + [0, 0, -0.5]
     return sun / np.linalg.norm(sun)
+
+
+def _lit_share(face_id: np.ndarray, faces: list, sun: np.ndarray) -> float:
+    """Share of the craft's pixels on faces turned towards the sun (shadows aside)."""
+    counts = np.bincount(face_id[face_id >= 0], minlength=len(faces))
+    lit = np.array([f.normal @ sun > 0.3 for f in faces])
+    return float(counts[lit].sum() / max(1, counts.sum()))
 
 
 def _shade(rng: np.random.Generator, cam: Camera, face_id: np.ndarray, faces: list[Face],
@@ -190,8 +197,9 @@ def _shade(rng: np.random.Generator, cam: Camera, face_id: np.ndarray, faces: li
 def render_scene(rng: np.random.Generator, size: int, craft: int) -> tuple[np.ndarray, np.ndarray]:
     """One image (uint8 RGB, size x size) and its class-index mask, for SPARK type ``craft``.
 
-    Like every real SPARK image, each shows its spacecraft: a pose that leaves no body pixel in
-    the frame is drawn again.
+    Like every real SPARK image, each shows its spacecraft, dark hull and all, with some part of
+    it in sunlight: a pose that leaves no body pixel in the frame, or under 10 % of the craft
+    facing the sun, is drawn again.
     """
     for _ in range(20):
         rot, sun = _rotation(rng), _sun(rng)
@@ -200,7 +208,7 @@ def render_scene(rng: np.random.Generator, size: int, craft: int) -> tuple[np.nd
         mask = np.zeros((size, size), np.uint8)
         drawn = face_id >= 0
         mask[drawn] = np.array([f.cls for f in faces], np.uint8)[face_id[drawn]]
-        if (mask == BODY).any():
+        if (mask == BODY).any() and _lit_share(face_id, faces, sun) >= 0.1:
             break
     craft_light = _shade(rng, cam, face_id, faces, face_verts, sun)
     background = sky.stars(rng, size)

@@ -1,0 +1,66 @@
+"""A pseudo-labelling round: a trained model labels unlabelled images where it is confident.
+
+Writes a SPARK-layout folder (``images/pseudo/train/<name>_img.jpg`` and
+``mask/pseudo/train/<name>_layer.png``, class ids with 255 where the model was unsure) and a
+``pseudo.json`` manifest, which also tells the reader that 255 means "unlabelled". Train on it
+beside the labelled set with ``data.extra_roots=[DIR]``; the losses and metrics skip 255.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+from PIL import Image
+
+from spark_lightning.atomic import write_json_atomic, write_with
+from spark_lightning.data.formats import IGNORE
+from spark_lightning.data.spark import IMAGE_SUFFIX, PSEUDO_MANIFEST, SparkFormat
+from spark_lightning.errors import ConfigError
+from spark_lightning.inference import checkpoint_list, iter_predictions, load_predictors, pick_device
+from spark_lightning.runtime import task_wrapper
+
+log = logging.getLogger(__name__)
+GROUP = "pseudo"
+
+
+def confident_labels(probs, threshold: float) -> np.ndarray:
+    """Argmax labels, IGNORE where the top probability is below ``threshold``."""
+    top, labels = probs.max(0)
+    labels = labels.to("cpu").numpy().astype(np.uint8)
+    labels[(top < threshold).to("cpu").numpy()] = IGNORE
+    return labels
+
+
+@task_wrapper
+def run_pseudo(cfg: DictConfig) -> dict[str, Any]:
+    """Label every image under cfg.input where the model is at least cfg.threshold sure."""
+    if not 0 < cfg.threshold <= 1:
+        raise ConfigError(f"threshold={cfg.threshold}: give a probability in (0, 1], e.g. 0.9.")
+    out = Path(cfg.output).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output={out} is a file: give a folder for the pseudo-labelled set.")
+    device = pick_device(cfg.predict.device)
+    predictors = load_predictors(cfg.ckpt, cfg.predict, device)
+    fmt = SparkFormat()
+    paths = fmt.find_images(cfg.input)
+    images, masks = out / "images" / GROUP / "train", out / "mask" / GROUP / "train"
+    images.mkdir(parents=True, exist_ok=True)
+    masks.mkdir(parents=True, exist_ok=True)
+    confident = []
+    for path, _, probs in iter_predictions(predictors, paths, fmt, cfg.predict.batch_size, cfg.predict.num_workers,
+                                          device, cfg.predict.amp):
+        name = fmt.image_name(path)
+        labels = confident_labels(probs, cfg.threshold)
+        write_with(masks / f"{name}_layer.png", lambda f, lab=labels: Image.fromarray(lab).save(f, format="PNG"))
+        write_with(images / f"{name}{IMAGE_SUFFIX}", lambda f, p=path: f.write(p.read_bytes()))
+        confident.append(float((labels != IGNORE).mean()))
+    share = float(np.mean(confident))
+    write_json_atomic(out / PSEUDO_MANIFEST, {"checkpoints": checkpoint_list(cfg.ckpt), "threshold": cfg.threshold,
+                                              "images": len(paths), "labelled_share": share, "ignore": IGNORE})
+    log.info("pseudo-labelled %d images into %s: %.1f %% of their pixels confident (>= %.2f); train with "
+             "data.extra_roots=[%s]", len(paths), out, 100 * share, cfg.threshold, out)
+    return {"output": out, "images": len(paths), "labelled_share": share}
