@@ -6,6 +6,8 @@ The ``python -m`` entry points print these as one line (no traceback; ``debug=tr
 
 from __future__ import annotations
 
+import errno
+
 
 class SparkError(Exception):
     """A problem with the user's data, config, checkpoint or machine, explained in the message."""
@@ -23,11 +25,27 @@ class CheckpointError(SparkError, ValueError):
     """A checkpoint that cannot be read or does not fit the requested model."""
 
 
+# errnos whose message says it all: a full, read-only or missing place to write or read
+USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT, errno.EISDIR,
+               errno.ENOTDIR}
+
+
+def is_user_error(err: BaseException) -> bool:
+    """Errors whose message says it all (bad data, config, checkpoint, full or read-only disk)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    return isinstance(err, (SparkError, OmegaConfBaseException)) or (
+        isinstance(err, OSError) and err.errno in USER_ERRNOS)
+
+
 def root_cause(err: BaseException) -> BaseException:
-    """The innermost ``raise ... from`` cause (Hydra wraps errors raised in instantiated targets)."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    return err
+    """The error to report: the outermost user error along the ``raise ... from`` chain (Hydra
+    wraps errors raised in instantiated targets; ours wrap the library or OS error they explain),
+    else the innermost cause."""
+    chain = [err]
+    while chain[-1].__cause__ is not None:
+        chain.append(chain[-1].__cause__)
+    return next((e for e in chain if is_user_error(e)), chain[-1])
 
 
 class plain_errors:  # noqa: N801 - used as a context manager

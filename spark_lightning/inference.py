@@ -187,14 +187,19 @@ def iter_predictions(
     sizes = [p.options.at_scale(s).size for p in predictors for s in p.options.scales]
     loader = DataLoader(ImageFolder(paths, fmt, sizes), batch_size=batch_size, num_workers=num_workers,
                         collate_fn=_collate)
-    autocast = (torch.autocast("cuda", dtype=torch.float16) if amp and device.type == "cuda"
+    def autocast():
+        return (torch.autocast("cuda", dtype=torch.float16) if amp and device.type == "cuda"
                 else contextlib.nullcontext())
+
     for pred in predictors:
         pred.net.to(device).eval()
-    with torch.inference_mode(), autocast:
-        for items in loader:
-            for item, probs in zip(items, _batch_probs(predictors, items, device)):
-                yield Path(item["path"]), probs.argmax(0).to(torch.uint8).cpu().numpy(), probs
+    for items in loader:
+        # Inference mode per batch, not across the yields: the caller's code must not run in it,
+        # nor stay in it when it stops early (a full disk) and leaves this generator suspended.
+        with torch.inference_mode(), autocast():
+            done = [(Path(item["path"]), probs.argmax(0).to(torch.uint8).cpu().numpy(), probs)
+                    for item, probs in zip(items, _batch_probs(predictors, items, device))]
+        yield from done
 
 
 def pick_device(name: str) -> str:

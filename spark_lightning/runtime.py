@@ -3,7 +3,6 @@ errors at the command line, and silencing library chatter that is not the user's
 
 from __future__ import annotations
 
-import errno
 import functools
 import logging
 import os
@@ -14,20 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
 
 from spark_lightning import wandb_run
-from spark_lightning.errors import SparkError, root_cause
+from spark_lightning.errors import is_user_error, root_cause
 
 log = logging.getLogger(__name__)
-USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT, errno.EISDIR,
-               errno.ENOTDIR}
-
-
-def is_user_error(err: BaseException) -> bool:
-    """Errors whose message says it all (bad data, config, checkpoint, full or read-only disk)."""
-    return isinstance(err, (SparkError, OmegaConfBaseException)) or (
-        isinstance(err, OSError) and err.errno in USER_ERRNOS)
 
 
 def one_line(err: BaseException) -> str:

@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from spark_lightning import wandb_run
-from spark_lightning.atomic import write_json_atomic
+from spark_lightning.atomic import write_json_atomic, write_text_atomic
 from spark_lightning.budget import apply_budget
 from spark_lightning.builders import build_datamodule, build_module, build_trainer, container, resume_checkpoint
 from spark_lightning.callbacks import MetricsJson
@@ -69,7 +69,7 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     if side:  # the model summary then counts real FLOPs at the training size
         module.example_input_array = torch.zeros(1, 3, side, side, dtype=torch.uint8)
     trainer = build_trainer(cfg)
-    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+    write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     _log_hyperparams(trainer, cfg)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     best = _best_metrics(trainer, cfg)
@@ -78,13 +78,13 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     return {"metrics": best, "final": final, "trainer": trainer, "module": module, "datamodule": datamodule}
 
 
-def _prediction_format(predictors, cfg: DictConfig):
+def _prediction_format(predictors):
     """Read images the way the model's training data were read (the checkpoint's format)."""
     dataset = predictors[0].info.get("dataset")
     return build_format(dataset) if dataset else SparkFormat()
 
 
-def _manifest(cfg: DictConfig, predictors) -> dict:
+def _manifest(predictors) -> dict:
     ckpts = []
     for p in predictors:
         stat = Path(p.source).expanduser().stat()
@@ -118,9 +118,9 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
     """Write ``<name>_layer.npz`` for every image under cfg.input, skipping done ones."""
     out = Path(cfg.output).expanduser()
     predictors = load_predictors(cfg.ckpt, cfg.predict, pick_device(cfg.predict.device))
-    fmt = _prediction_format(predictors, cfg)
+    fmt = _prediction_format(predictors)
     paths = fmt.find_images(cfg.input)
-    manifest = _manifest(cfg, predictors)
+    manifest = _manifest(predictors)
     _prepare_output(out, manifest, cfg.get("overwrite", False))
     write_manifest(out, manifest)
     todo = [p for p in paths if not (out / f"{fmt.image_name(p)}{NPZ_SUFFIX}").exists()]

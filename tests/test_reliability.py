@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import spark_lightning.atomic as atomic
 from spark_lightning.atomic import clean_stale_temps, write_bytes_atomic
@@ -104,10 +105,14 @@ def test_a_size_limited_file_system_write_fails_cleanly(tmp_path):
 
 
 def test_cache_on_a_read_only_disk_says_what_to_do(tiny_root, tmp_path, monkeypatch):
-    def read_only(*args, **kwargs):
-        raise OSError(errno.EROFS, "Read-only file system")
+    replace = atomic.os.replace
 
-    monkeypatch.setattr(atomic.os, "replace", read_only)
+    def read_only_cache(src, dst, *args, **kwargs):  # the run folder stays writable
+        if str(tmp_path / "cache") in str(dst):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(atomic.os, "replace", read_only_cache)
     cfg = tiny_train_config(tiny_root, tmp_path)
     with pytest.raises(SparkDataError, match=r"read-only.*data.cache=false.*data.cache_dir"):
         run_train(cfg)
@@ -122,6 +127,18 @@ def test_cli_error_is_one_line_without_traceback(tmp_path, monkeypatch, capsys):
     lines = [ln for ln in text.splitlines() if "does not exist" in ln]
     assert len(lines) == 1 and f"data root {tmp_path / 'nope'} does not exist" in lines[0]
     assert "does not exist" in (tmp_path / "run" / "FAILED").read_text()
+
+
+def test_missing_pretrained_weights_are_one_line_with_the_way_to_get_them(tiny_root, tmp_path, monkeypatch, capsys):
+    """Our error wraps the hub library's: the one line is ours (how to get the weights), no traceback."""
+    code = run_main("train", ["experiment=spark2024_unet_mnv3", f"data.root={tiny_root}", "data.size=64",
+                              f"data.cache_dir={tmp_path / 'cache'}", "logger=csv", f"hydra.run.dir={tmp_path / 'run'}"],
+                    monkeypatch)
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert code == 1 and "Traceback" not in text and "HYDRA_FULL_ERROR" not in text
+    assert "model.encoder_weights=null" in (tmp_path / "run" / "FAILED").read_text()
+    assert len([ln for ln in text.splitlines() if "HF_HUB_OFFLINE=0" in ln]) == 1
 
 
 def test_debug_true_shows_the_traceback(tmp_path, monkeypatch, capsys):
@@ -161,6 +178,7 @@ def test_predictions_survive_a_disk_full_midway(trained_ckpt, tiny_root, tmp_pat
                                    "predict.num_workers=0"], tmp_path / "h")
     with pytest.raises(OSError, match="disk is full"):
         run_predict(cfg)
+    assert not torch.is_inference_mode_enabled()  # the stopped prediction loop leaked no grad mode
     assert len(list(out.glob("*_layer.npz"))) == 1 and not list(out.glob(".*tmp-*"))
     monkeypatch.undo()
     assert run_predict(cfg)["written"] == 2
