@@ -61,3 +61,28 @@ def test_epoch_summary_without_epochs_says_nothing(caplog):
     summary = EpochSummary()
     summary.on_fit_end(SimpleNamespace(), None)
     assert not caplog.records
+
+
+def test_time_budget_plans_whole_epochs_and_reports_progress(monkeypatch):
+    """100 s budget, 10 s epochs: 9 epochs fit (2 % margin); it stops after the 9th, never mid-epoch."""
+    import spark_lightning.callbacks.time_budget as tb
+    from lightning.pytorch.callbacks import Timer
+
+    now = [0.0]
+    monkeypatch.setattr(tb.time, "monotonic", lambda: now[0])
+    timer = Timer(duration="00:00:01:40")
+    monkeypatch.setattr(timer, "time_elapsed", lambda stage: now[0])
+    monkeypatch.setattr(timer, "time_remaining", lambda stage: 100.0 - now[0])
+    trainer = SimpleNamespace(callbacks=[timer], max_epochs=1000, current_epoch=0, should_stop=False)
+    budget = tb.TimeBudget()
+    budget.on_train_start(trainer, None)
+    assert budget.progress() is None  # nothing measured yet: the schedule counts steps
+    for epoch in range(1, 10):
+        budget.on_train_epoch_start(trainer, None)
+        now[0] += 10.0
+        budget.on_train_epoch_end(trainer, None)
+        assert budget.planned_epochs == 9 and budget.progress() == pytest.approx(epoch / 9)
+        assert trainer.should_stop == (epoch == 9)
+    assert tb.TimeBudget._budget(SimpleNamespace(callbacks=[])) is None  # no max_time: a no-op
+    trainer.callbacks.append(budget)
+    assert EpochSummary()._planned_epochs(trainer) == 9  # the epoch log line says "epoch k/9", not "/1000"

@@ -128,3 +128,21 @@ def test_budget_on_cpu_only_says_so(caplog):
     assert apply_budget(cfg, lambda c: None) is None
     assert "budget: no CUDA GPU" in caplog.text
     assert cfg.data.batch_size == 8 and cfg.trainer.accumulate_grad_batches == 1
+
+
+def test_schedules_follow_the_time_budget_when_it_runs_ahead_of_the_steps():
+    """With trainer.max_time the module passes clock (share of the budget used): a slow machine
+    that does fewer steps than planned still walks the whole schedule, ending on its final LR."""
+    now = [0.0]
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = poly(opt, total_steps=100, power=1.0, clock=lambda: now[0])
+    now[0] = 0.5
+    sched.step()  # step 1 of 100 by count, half-way by the clock
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5)
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = onecycle(opt, total_steps=100, clock=lambda: now[0])  # warmup: the first 30 % of the run
+    for share, want in [(0.15, 1 / 25 + (1 - 1 / 25) * 0.5), (0.3, 1.0), (1.0, 1 / (25 * 1e4))]:
+        now[0] = share
+        sched.step()
+        assert opt.param_groups[0]["lr"] == pytest.approx(want), share

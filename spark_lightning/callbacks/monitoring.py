@@ -9,7 +9,10 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Timer
 
+from spark_lightning.callbacks.time_budget import TimeBudget
+
 log = logging.getLogger(__name__)
+
 
 def _peak_memory_gib(device: torch.device) -> float:
     """Peak allocated GPU memory, or on CPU the process's peak resident set size."""
@@ -74,22 +77,31 @@ class EpochSummary(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pending = trainer.current_epoch
 
+    def _planned_epochs(self, trainer: L.Trainer) -> int | None:
+        """The run's last epoch number: max_epochs, or sooner where the time budget plans to stop."""
+        limits = [trainer.max_epochs] if trainer.max_epochs and trainer.max_epochs > 0 else []
+        budget = next((c for c in trainer.callbacks if isinstance(c, TimeBudget)), None)
+        if budget is not None and budget.planned_epochs:
+            limits.append(self._first_epoch + budget.planned_epochs)
+        return min(limits, default=None)
+
     def _report(self, trainer: L.Trainer) -> None:
         epoch, self._pending = self._pending, None
         if epoch is None:
             return
         metrics = trainer.callback_metrics
-        parts = [f"epoch {epoch + 1}/{trainer.max_epochs or '?'}"]
+        total = self._planned_epochs(trainer)
+        parts = [f"epoch {epoch + 1}/{total or '?'}"]
         if "train/loss_epoch" in metrics:
             parts.append(f"train/loss {float(metrics['train/loss_epoch']):.4f}")
         parts += [f"{k} {float(metrics[k]):.4f}" for k in self.KEYS if k in metrics]
         if "perf/img_per_s" in metrics:
             parts.append(f"{float(metrics['perf/img_per_s']):.1f} img/s")
-        done, left = epoch + 1 - self._first_epoch, (trainer.max_epochs or 0) - epoch - 1
+        done, left = epoch + 1 - self._first_epoch, 0 if trainer.should_stop else (total or 0) - epoch - 1
         eta = (time.monotonic() - self._start) / done * left if done > 0 and left > 0 else None
         timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-        if timer is not None and timer.time_remaining("train") is not None:  # trainer.max_time
-            eta = min(eta if eta is not None else float("inf"), timer.time_remaining("train"))
+        if eta is not None and timer is not None and timer.time_remaining("train") is not None:  # max_time
+            eta = min(eta, timer.time_remaining("train"))
         if eta and eta > 0:
             parts.append(f"ETA {eta / 60:.1f} min")
         log.info(" | ".join(parts))
