@@ -38,16 +38,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--models", nargs="+", default=MODELS, help="x 2 losses = the jobs")
+    parser.add_argument("--multirun-only", action="store_true", help="skip the single runs (smoke test)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args(argv)
     jobs = [f"model={m} loss={loss}" for m in args.models for loss in ("ce", "jaccard")]
-    common = [f"data.size={args.size}", f"data.dataset.size={args.size}", f"data.dataset.num_images={args.images}",
-              "data.num_workers=0", "data.batch_size=2", "trainer.max_epochs=1", "logger=csv",
+    common = ["~experiment", f"data.size={args.size}", f"data.dataset.size={args.size}",
+              f"data.dataset.num_images={args.images}", "data.num_workers=0", "data.batch_size=2", "trainer.max_epochs=1", "logger=csv",
               "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]  # an even batch and a whole epoch: job 1 reads every sample
     with tempfile.TemporaryDirectory(prefix="spark_bench_") as tmp_name:
         tmp = Path(tmp_name)
-        single = sum(run([*job.split(), *common, f"hydra.run.dir={tmp / 'single' / str(i)}"], tmp / "cache1", tmp)
-                     for i, job in enumerate(jobs))
+        single = float("nan") if args.multirun_only else sum(
+            run([*job.split(), *common, f"hydra.run.dir={tmp / 'single' / str(i)}"], tmp / "cache1", tmp)
+            for i, job in enumerate(jobs))
         multi = run(["-m", f"model={','.join(args.models)}", "loss=ce,jaccard", *common,
                      f"hydra.sweep.dir={tmp / 'multi'}"], tmp / "cache2", tmp)
         entries = list((tmp / "cache2" / "samples").rglob("*.npy"))

@@ -52,6 +52,7 @@ def test_predict_speed_smoke(tmp_path):
 def test_sweep_overhead_smoke(tmp_path):
     import sweep_overhead
 
-    row = sweep_overhead.main(["--size", "32", "--images", "12", "--models", "tiny", "--out", str(tmp_path / "R.md")])
+    row = sweep_overhead.main(["--size", "32", "--images", "12", "--models", "tiny", "--multirun-only",
+                               "--out", str(tmp_path / "R.md")])
     assert row["cache_entries_written_after_job_1"] == 0  # jobs 2-4 decoded nothing new
     assert row["cache_entries"] > 0

@@ -55,9 +55,13 @@ def _leaves(node, prefix=""):
 
 @pytest.mark.parametrize(("group", "option"), ALL, ids=[f"{g}={o}" for g, o in ALL])
 def test_option_composes(group, option):
-    """Choosing an option puts its values into the composed config (where its package says)."""
+    """Choosing an option puts its values into the composed config (where its package says).
+
+    Composed without the default experiment (cpu_default), which by design overrides a few group
+    values (optimizer.lr, trainer.max_time) the way any experiment does.
+    """
     path = Path(CONF_DIR) / group / f"{option}.yaml"
-    cfg = compose_train([f"{group}={option}"])
+    cfg = compose_train([f"{group}={option}"] + ([] if group == "experiment" else ["~experiment"]))
     OmegaConf.resolve(OmegaConf.masked_copy(cfg, [k for k in cfg if k not in ("paths", "trainer", "logger", "callbacks")]))
     raw = OmegaConf.to_container(OmegaConf.load(path))
     raw.pop("defaults", None)
@@ -89,9 +93,14 @@ def test_aug_keeps_mask_aligned(option):
             assert (out["mask"][bright] == 1).mean() > 0.8
 
 
-@pytest.mark.parametrize("option", options("model"))
+# segformer_mit_b5 (82 M weights, ~30 s here) is left to test_spark2024_recipes_train_a_step_without_weights,
+# which trains it; its odd-size padding is segformer_mit_b2's, the same architecture.
+@pytest.mark.parametrize("option", [o for o in options("model") if o != "segformer_mit_b5"])
 def test_model_option_forward_backward_odd_size(option):
     """Any image size works (padded to the stride and cropped back), and gradients flow."""
+    # Seeded: EfficientNet's stochastic depth drops whole blocks at random in train mode (their
+    # parameters then get no gradient); unseeded, the share below depended on test order.
+    torch.manual_seed(0)
     net = instantiate(compose_train([f"model={option}"]).model, num_classes=3).train()
     out = net(torch.randint(0, 255, (2, 3, 70, 58), dtype=torch.uint8))
     assert out.shape == (2, 3, 70, 58)
@@ -140,7 +149,36 @@ def test_every_callback_and_logger_instantiates(tmp_path):
 def test_data_default_is_synthetic():
     dm = instantiate(compose_train().data)
     assert isinstance(dm, SparkDataModule) and isinstance(dm.format, SyntheticSpark) and dm.format.generated
-    assert dm.data_root.name.startswith("synthetic-r") and "-n500-s256-seed0" in dm.data_root.name
+    assert dm.data_root.name.startswith("synthetic-r") and "-n1000-s512-seed0" in dm.data_root.name
+
+
+def test_default_run_is_the_cpu_recipe_and_the_headline_overrides_it():
+    """python -m spark_lightning.train runs experiment=cpu_default; model=/loss= still pick the network."""
+    cfg = compose_train()
+    assert cfg.model.encoder == "tu-mobilenetv3_small_100" and cfg.loss.losses.keys() == {"ce", "dice"}
+    assert cfg.trainer.max_time == "00:00:10:00" and cfg.scheduler._target_.endswith("onecycle")
+    headline = compose_train(["model=unet_resnet34", "loss=jaccard"])
+    assert headline.model.encoder == "resnet34" and headline.loss._target_.endswith("JaccardLoss")
+    assert headline.trainer.max_time == "00:00:10:00"
+    plain = compose_train(["experiment=spark2024_segformer_b5"])
+    assert plain.trainer.get("max_time") is None  # another experiment replaces the 10-minute budget
+
+
+@pytest.mark.parametrize("variant", options("cpu_sweep"))
+def test_cpu_sweep_variant_changes_one_thing_of_the_study_base(variant):
+    """+cpu_sweep=base is the study's starting point (the default recipe with its earlier network);
+    every other variant of docs/recipes/cpu_default.md composes and changes something on top of it."""
+    def leaves(overrides):
+        return dict(_leaves(OmegaConf.to_container(compose_train(overrides), resolve=False)))
+
+    def changed(a, b):
+        return {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+
+    base = leaves(["+cpu_sweep=base"])
+    if variant == "base":
+        assert {k.split(".")[0] for k in changed(leaves([]), base)} == {"model"}
+    else:
+        assert changed(base, leaves([f"+cpu_sweep={variant}"]))
 
 
 def test_seed_baseline_is_the_blog_setup():

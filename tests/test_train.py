@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -162,3 +163,25 @@ def test_precise_bn_recomputes_running_stats():
     # Only the last two batches count, averaged: (50 + 90) / 2.
     assert torch.allclose(module.bn.running_mean, torch.full((3,), 70.0))
     assert not module.bn.training and module.bn.momentum == 0.1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["spark2024_segformer_b5", "spark2024_unet_mnv3", "spark2024_deeplabv3plus_r50"])
+def test_spark2024_recipes_train_a_step_without_weights(name, tiny_root, tmp_path):
+    """The real-data recipes (a real-model test): 16 GB budget settings and ImageNet weights are in
+    the config; with the weights off (offline machine) their network trains one CPU step."""
+    from omegaconf import open_dict
+
+    from .conftest import compose_train
+
+    cfg = compose_train([f"experiment={name}", f"data.root={tiny_root}", f"data.cache_dir={tmp_path / 'cache'}",
+                         "data.size=64", "data.crop=null", "data.batch_size=2", "data.num_workers=0",
+                         "data.persistent_workers=false", "trainer=cpu", "logger=csv", "trainer.max_epochs=1",
+                         "++trainer.limit_train_batches=1", "++trainer.limit_val_batches=1", "++trainer.num_sanity_val_steps=0",
+                         "++trainer.enable_progress_bar=false", "callbacks.progress_bar=null"])
+    assert cfg.model.encoder_weights == "imagenet" and cfg.budget.vram_gb == 16 and cfg.budget.effective_batch_size
+    with open_dict(cfg):
+        cfg.model.encoder_weights = None
+        cfg.paths.output_dir = str(tmp_path / "run")
+    result = run_train(cfg)
+    assert result["trainer"].global_step == 1 and math.isfinite(result["final"]["val/loss"])
