@@ -14,7 +14,7 @@ from rich.progress import track
 
 from spark_lightning.data.formats import SegmentationFormat, Sample
 from spark_lightning.errors import SparkDataError
-from spark_lightning.metrics import breakdown, per_image_iou, segmentation_metrics, size_bin
+from spark_lightning.metrics import breakdown, object_share, per_image_iou, segmentation_metrics, size_bin
 from spark_lightning.outputs import NPZ_SUFFIX, load_mask_npz, overlay, save_figure, save_png
 
 log = logging.getLogger(__name__)
@@ -43,14 +43,6 @@ def folder_pairs(folder: Path, samples: list[Sample], split: str, allow_missing:
         yield sample, load_mask_npz(files[sample.name], num_classes) if sample.name in files else None
 
 
-def _object_share(truth: np.ndarray) -> float:
-    """Area of the box around the true spacecraft (all non-background), as a share of the frame."""
-    ys, xs = np.nonzero(truth)
-    if not len(ys):
-        return 0.0
-    return float((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)) / truth.size
-
-
 class Evaluation:
     """Accumulates metrics, per-image IoUs and the ``keep_worst`` lowest-scoring images."""
 
@@ -68,7 +60,7 @@ class Evaluation:
         p, t = torch.from_numpy(pred.astype(np.int64))[None], torch.from_numpy(truth.astype(np.int64))[None]
         self.metrics.update(p, t)
         ious = {k: v.item() for k, v in per_image_iou(p, t).items()}
-        share = _object_share(truth)
+        share = float(object_share(t)[0])
         self.per_image.append({"name": sample.name, "spacecraft": sample.group, "object_share": round(share, 5),
                                "size_bin": size_bin(share), **ious})
         scored = [ious["iou_body"]] + ([ious["iou_panel"]] if ious["panel_scored"] else [])

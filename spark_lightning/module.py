@@ -13,6 +13,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 
+from spark_lightning.callbacks.time_budget import share_used
 from spark_lightning.losses import float32_loss
 from spark_lightning.metrics import SPARK_CLASSES, GroupedSparkScore, segmentation_metrics
 from spark_lightning.optim import build_optimizer
@@ -111,21 +112,5 @@ class SegmentationModule(L.LightningModule):
         total = int(self.trainer.estimated_stepping_batches)
         per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
         scheduler = instantiate(self.hparams.scheduler)(optimizer, total_steps=total, steps_per_epoch=per_epoch,
-                                                        clock=self._time_used)
+                                                        clock=lambda: share_used(self.trainer))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def _time_used(self) -> float:
-        """Share of the time budget used so far: of the planned whole epochs (TimeBudget), else of
-        ``trainer.max_time``; 0 without a time limit."""
-        from lightning.pytorch.callbacks import Timer
-
-        from spark_lightning.callbacks.time_budget import TimeBudget
-
-        budget = next((c for c in self.trainer.callbacks if isinstance(c, TimeBudget)), None)
-        if budget is not None and (progress := budget.progress()) is not None:
-            return progress
-        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
-        if timer is None or timer.time_remaining() is None:
-            return 0.0
-        elapsed, remaining = timer.time_elapsed("train"), timer.time_remaining("train")
-        return elapsed / max(1e-9, elapsed + remaining)

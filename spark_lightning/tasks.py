@@ -181,14 +181,13 @@ def _log_evaluation_to_wandb(cfg: DictConfig, evaluation, summary: dict, worst: 
     """With ``wandb=true`` (or a W&B run already active): the metrics, and a table of per-image
     IoUs with the worst images' overlays."""
     run = wandb_run.active_run()
-    if run is None and cfg.get("wandb"):
-        import wandb
-
-        run = wandb.init(project=cfg.get("wandb_project", "spark_lightning"), job_type="evaluate",
-                         dir=str(cfg.paths.output_dir), config=wandb_run.flat_config(cfg))
-    if run is None:
+    if run is None and not cfg.get("wandb"):
         return False
     import wandb
+
+    if run is None:
+        run = wandb.init(project=cfg.get("wandb_project", "spark_lightning"), job_type="evaluate",
+                         dir=str(cfg.paths.output_dir), config=wandb_run.flat_config(cfg))
 
     by_name = {p.name.split("_", 1)[1].removesuffix(".png"): p for p in worst}
     columns = ["name", "spacecraft", "iou_body", "iou_panel", "panel_scored", "overlay"]

@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Timer
 
-from spark_lightning.callbacks.time_budget import TimeBudget
+from spark_lightning.callbacks.time_budget import TimeBudget, find_callback
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class EpochSummary(L.Callback):
     def _planned_epochs(self, trainer: L.Trainer) -> int | None:
         """The run's last epoch number: max_epochs, or sooner where the time budget plans to stop."""
         limits = [trainer.max_epochs] if trainer.max_epochs and trainer.max_epochs > 0 else []
-        budget = next((c for c in trainer.callbacks if isinstance(c, TimeBudget)), None)
+        budget = find_callback(trainer, TimeBudget)
         if budget is not None and budget.planned_epochs:
             limits.append(self._first_epoch + budget.planned_epochs)
         return min(limits, default=None)
@@ -99,7 +99,7 @@ class EpochSummary(L.Callback):
             parts.append(f"{float(metrics['perf/img_per_s']):.1f} img/s")
         done, left = epoch + 1 - self._first_epoch, 0 if trainer.should_stop else (total or 0) - epoch - 1
         eta = (time.monotonic() - self._start) / done * left if done > 0 and left > 0 else None
-        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        timer = find_callback(trainer, Timer)
         if eta is not None and timer is not None and timer.time_remaining("train") is not None:  # max_time
             eta = min(eta, timer.time_remaining("train"))
         if eta and eta > 0:

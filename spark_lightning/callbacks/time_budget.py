@@ -17,6 +17,24 @@ from lightning.pytorch.callbacks import Timer
 log = logging.getLogger(__name__)
 
 
+def find_callback(trainer: L.Trainer, kind: type) -> L.Callback | None:
+    """The trainer's callback of this type (Lightning adds a ``Timer`` when ``max_time`` is set)."""
+    return next((c for c in trainer.callbacks if isinstance(c, kind)), None)
+
+
+def share_used(trainer: L.Trainer) -> float:
+    """Share of the time budget used so far, for the learning-rate schedule: of the planned whole
+    epochs (TimeBudget), else of ``trainer.max_time``; 0 without a time limit."""
+    budget = find_callback(trainer, TimeBudget)
+    if budget is not None and (progress := budget.progress()) is not None:
+        return progress
+    timer = find_callback(trainer, Timer)
+    if timer is None or timer.time_remaining("train") is None:
+        return 0.0
+    elapsed, remaining = timer.time_elapsed("train"), timer.time_remaining("train")
+    return elapsed / max(1e-9, elapsed + remaining)
+
+
 class TimeBudget(L.Callback):
     """Plan the run as the whole epochs that fit ``trainer.max_time``; no-op without it."""
 
@@ -28,7 +46,7 @@ class TimeBudget(L.Callback):
 
     @staticmethod
     def _budget(trainer: L.Trainer) -> float | None:
-        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        timer = find_callback(trainer, Timer)
         if timer is None or timer.time_remaining("train") is None:
             return None
         return timer.time_elapsed("train") + timer.time_remaining("train")
@@ -44,8 +62,7 @@ class TimeBudget(L.Callback):
         if budget is None:
             return
         self._durations.append(time.monotonic() - self._epoch_start)
-        per_epoch = sum(self._durations) / len(self._durations)
-        done = len(self._durations)
+        per_epoch, done = self._per_epoch(), len(self._durations)
         fit = max(done, int((budget * (1 - self.margin)) / per_epoch))
         if trainer.max_epochs and trainer.max_epochs > 0:
             fit = min(fit, trainer.max_epochs - self._first_epoch)
@@ -55,9 +72,11 @@ class TimeBudget(L.Callback):
         if done >= fit:
             trainer.should_stop = True  # after this epoch's validation, not in the middle of the next one
 
+    def _per_epoch(self) -> float:
+        return sum(self._durations) / len(self._durations)
+
     def progress(self) -> float | None:
         """Share of the planned run done (by time), for the learning-rate schedule."""
         if not self.planned_epochs or not self._durations:
             return None
-        per_epoch = sum(self._durations) / len(self._durations)
-        return min(1.0, (time.monotonic() - self._start) / (per_epoch * self.planned_epochs))
+        return min(1.0, (time.monotonic() - self._start) / (self._per_epoch() * self.planned_epochs))
