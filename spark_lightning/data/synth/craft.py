@@ -74,7 +74,7 @@ def _box_craft(rng, sun, size, foil: str, wings: int, wing_len: float, wing_w: f
     for side in (1, -1)[:wings]:
         parts += wing((side * half[0], 0, 0), (side, 0, 0), normal, wing_len * rng.uniform(0.8, 1.2),
                       wing_w * rng.uniform(0.3, 0.5), segments, material, cells)
-    parts += _antennas(rng, half, int(rng.integers(1, 4)), 2.5 * size.max())
+    parts += _antennas(rng, half, int(rng.integers(0, 4)), 1.5 * size.max())
     return parts + (extra(rng, half) if extra else [])
 
 
@@ -84,11 +84,15 @@ def _venus_express(rng, sun):
 
 
 def _cheops(rng, sun):
-    r, length = 0.42 * rng.uniform(0.9, 1.1), 0.6 * rng.uniform(0.9, 1.1)
-    parts = prism((0, 0, -length / 2), (0, 0, length / 2), r, 6, "silver_foil", "white")
-    parts += disc((0, 0, -length / 2 - 0.05), (0, 0, -1), 1.3 * r, 6, _panel_material(rng), PANEL, "white", (7, 7))
-    parts += prism((0.2, 0, length / 2), (0.2, 0, length / 2 + 0.8), 0.22, 12, "dark", "dark")
-    return parts + _antennas(rng, np.array([r, r, length / 2]), int(rng.integers(2, 4)), 3.5)
+    """A hexagonal sun shield whose walls are covered in cells (mostly panel), a white top
+    with the telescope's dark baffle."""
+    r, length = 0.55 * rng.uniform(0.9, 1.1), 0.7 * rng.uniform(0.85, 1.15)
+    shield = prism((0, 0, -length / 2), (0, 0, length / 2), r, 6, _panel_material(rng), "white")
+    for wall in shield[2:]:  # the caps stay body
+        wall.cls, wall.back, wall.grid = PANEL, "panel_back", (int(rng.integers(6, 12)), int(rng.integers(4, 8)))
+    parts = shield + prism((0.15, 0, length / 2), (0.15, 0, length / 2 + 0.45), 0.2, 12, "dark", "dark")
+    parts += box((0, 0, -length / 2 - 0.12), (0.6, 0.6, 0.24), "silver_foil")
+    return parts + _antennas(rng, np.array([r, r, length / 2]), int(rng.integers(0, 3)), 1.5)
 
 
 def _lisa_pathfinder(rng, sun):
@@ -96,7 +100,7 @@ def _lisa_pathfinder(rng, sun):
     parts = prism((0, 0, -h / 2), (0, 0, h / 2), r, 8, "gold_foil")
     parts += disc((0, 0, -h / 2 - 0.02), (0, 0, -1), r * 0.98, 8, _panel_material(rng), PANEL, "panel_back", (8, 8))
     parts += prism((0, 0, h / 2), (0, 0, h / 2 + 0.5), r * 0.6, 8, "gold_foil", "silver_foil")
-    return parts + _instruments(rng, np.array([r * 0.6, r * 0.6, h]), 3) + _antennas(rng, np.array([r, r, h]), 3, 3.5)
+    return parts + _instruments(rng, np.array([r * 0.6, r * 0.6, h]), 3) + _antennas(rng, np.array([r, r, h]), int(rng.integers(0, 3)), 1.5)
 
 
 def _observation_sat(rng, sun):
@@ -126,7 +130,7 @@ def _proba3_ocs(rng, sun):
     r = 0.65 * rng.uniform(0.9, 1.1)
     parts = prism((0, 0, -0.04), (0, 0, 0.04), r, 24, "white", "white")
     parts += box((0, 0, 0.35), (0.5, 0.5, 0.55), "silver_foil") + _instruments(rng, np.array([0.4, 0.4, 0.8]), 3)
-    return parts + _antennas(rng, np.array([0.3, 0.3, 0.6]), 3, 3.5)
+    return parts + _antennas(rng, np.array([0.3, 0.3, 0.6]), int(rng.integers(1, 4)), 2.0)
 
 
 def _smart1(rng, sun):

@@ -2,9 +2,12 @@
 
 A spacecraft (``craft.py``) is placed before a perspective camera, its faces painted back to
 front into a face-id buffer, then shaded by a hard sun with cast shadows (a second id buffer
-seen from the sun), foil crinkle and glints, and solar cells with gaps and gold frames. The
-same face-id buffer gives the mask, so the mask is exact; the sky, sensor noise and JPEG
-(``sky.py``, ``writer.py``) come after.
+seen from the sun), soft fill light (earthshine when the Earth is in view), foil crinkle and
+glints, and solar cells with gaps and gold frames. The same face-id buffer gives the mask, so
+the mask is exact. Behind the craft lies the SPARK 2024 world: stars and the Milky Way
+(``sky.py``), or the Earth as a limb or as terrain filling the frame (``earth.py``); over it
+all, sometimes, the sun's glare and flares, and bloom from bright parts (``sun.py``); then the
+sensor's black level and noise (``sky.py``) and JPEG (``writer.py``).
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import cv2
 import numpy as np
 
 from spark_lightning.data.spark import SPACECRAFT
-from spark_lightning.data.synth import sky
+from spark_lightning.data.synth import sky, world
+from spark_lightning.data.synth import sun as sun_glare
 from spark_lightning.data.synth.craft import build_craft
 from spark_lightning.data.synth.shapes import BODY, Part
 
-RENDER_VERSION = 3  # part of the cached set's folder name: bump when the pictures change
+RENDER_VERSION = 4  # part of the cached set's folder name: bump when the pictures change
 
 # albedo (RGB, 0..1), texture strength, specular strength, shininess
 MATERIALS = {
@@ -57,14 +61,19 @@ def _rotation(rng: np.random.Generator) -> np.ndarray:
                      [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
 
 
+# Framing (SPARK 2024, 20 real frames): the craft's box covers a median 8 % of the frame
+# (10th-90th percentile 3-20 %) and touches the border in about 3 of 10 frames.
+RADIUS_MEDIAN, RADIUS_SPREAD = 0.28, 0.32  # bounding-sphere radius / frame side: log-normal
+
+
 def _camera(rng: np.random.Generator, parts: list[Part], size: int, rot: np.ndarray) -> Camera:
-    """Random pose and framing: the craft's bounding sphere spans a median ~0.8 of the frame,
-    its centre anywhere, so big craft are usually cut by the border, as in real renders."""
+    """Random pose and framing: the craft's bounding sphere spans a log-normal share of the
+    frame, its centre anywhere, so a large craft is sometimes cut by the border."""
     extent = max(np.linalg.norm(p.verts, axis=1).max() for p in parts)
     focal = size / (2 * np.tan(np.radians(rng.uniform(25, 45)) / 2))
-    radius_px = size * float(np.exp(rng.normal(np.log(0.55), 0.3)))
+    radius_px = size * float(np.exp(rng.normal(np.log(RADIUS_MEDIAN), RADIUS_SPREAD)))
     distance = max(focal * extent / radius_px, 1.6 * extent)
-    centre = (rng.uniform(0.12, 0.88, 2) - 0.5) * size
+    centre = (rng.uniform(0.15, 0.85, 2) - 0.5) * size
     return Camera(rot, np.array([*(centre * distance / focal), distance]), focal, size)
 
 
@@ -169,13 +178,16 @@ def _lit_share(face_id: np.ndarray, faces: list, sun: np.ndarray) -> float:
 
 
 def _shade(rng: np.random.Generator, cam: Camera, face_id: np.ndarray, faces: list[Face],
-           face_verts: list[np.ndarray], sun: np.ndarray) -> np.ndarray:
-    """Radiance (H, W, 3) of the craft, 0 elsewhere: ambient + sun (with shadows) + specular."""
+           face_verts: list[np.ndarray], sun: np.ndarray, fill: float) -> np.ndarray:
+    """Radiance (H, W, 3) of the craft, 0 elsewhere: ambient ``fill`` + sun (with shadows) +
+    specular; each material's colour varies a little from craft to craft."""
     ys, xs = np.nonzero(face_id >= 0)
     fid = face_id[ys, xs]
     points = _points(cam, faces, fid, ys, xs)
     lit = _lit(face_verts, sun, points, fid)
-    albedo = np.array([MATERIALS[f.material][0] for f in faces], np.float32)[fid]
+    tint = {m: 1 + rng.normal(0, 0.07, 3) for m in sorted({f.material for f in faces})}
+    albedo = np.array([np.clip(np.multiply(MATERIALS[f.material][0], tint[f.material]), 0, 1) for f in faces],
+                      np.float32)[fid]
     texture, spec, shine = (np.array([MATERIALS[f.material][k] for f in faces], np.float32)[fid] for k in (1, 2, 3))
     normals = np.stack([f.normal for f in faces])[fid]
     view = -points / np.linalg.norm(points, axis=1, keepdims=True)
@@ -188,9 +200,9 @@ def _shade(rng: np.random.Generator, cam: Camera, face_id: np.ndarray, faces: li
             albedo[np.flatnonzero(sel)[frame]] = FRAME
     diffuse = np.clip((normals * sun).sum(1), 0, None) * lit
     glint = spec * np.clip((normals * half).sum(1), 0, None) ** (shine / (1 + texture * 3 * crinkle)) * lit
-    shade = albedo * (rng.uniform(0.005, 0.03) + diffuse[:, None]) * (1 + texture * (crinkle - 0.75))[:, None]
+    shade = albedo * (fill + diffuse[:, None]) * (1 + texture * (crinkle - 0.75))[:, None]
     out = np.zeros((cam.size, cam.size, 3), np.float32)
-    out[ys, xs] = (shade + glint[:, None]) * 255 * rng.uniform(0.4, 0.9)
+    out[ys, xs] = (shade + glint[:, None]) * 255 * rng.uniform(0.3, 0.75)
     return out
 
 
@@ -210,12 +222,11 @@ def render_scene(rng: np.random.Generator, size: int, craft: int) -> tuple[np.nd
         mask[drawn] = np.array([f.cls for f in faces], np.uint8)[face_id[drawn]]
         if (mask == BODY).any() and _lit_share(face_id, faces, sun) >= 0.1:
             break
-    craft_light = _shade(rng, cam, face_id, faces, face_verts, sun)
-    background = sky.stars(rng, size)
-    if rng.random() < 0.03:
-        colour, cover = sky.earth(rng, size)
-        background = background * (1 - cover) + colour
+    background, kind = world.background(rng, size)
+    fill = rng.uniform(0.02, 0.25) + (rng.uniform(0.05, 0.2) if kind != "space" else 0.0)  # + earthshine
+    craft_light = _shade(rng, cam, face_id, faces, face_verts, sun, fill)
     image = np.where(drawn[..., None], craft_light, background)
-    if rng.random() < 0.3:
-        image += sky.flares(rng, size)
+    if rng.random() < world.SUN_GLARE:
+        image += sun_glare.glare(rng, size, sun_glare.position(rng, size))
+    image = sun_glare.bloom(rng, image)
     return sky.sensor(rng, image), mask
