@@ -82,8 +82,9 @@ class Evaluation:
         written = []
         for rank, (_, index, sample, pred) in enumerate(sorted(self._worst, reverse=True)):
             row = self.per_image[index - 1]
-            title = (f"{sample.name}  {sample.group}  body IoU {row['iou_body']:.2f}  panel IoU "
-                     f"{row['iou_panel']:.2f}{'' if row['panel_scored'] else ' (not scored)'}")
+            panel = (f"panel IoU {row['iou_panel']:.2f}" if row["panel_scored"]
+                     else "panel not scored (under 5 % of the body)")
+            title = f"{sample.name}  {sample.group}  body IoU {row['iou_body']:.2f}  {panel}"
             image = self.fmt.read_image(sample.image)
             path = folder / f"{rank:02d}_{sample.name}.png"
             save_png(path, overlay(image, self.fmt.read_mask(sample.mask), pred, title=title))

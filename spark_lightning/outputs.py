@@ -16,11 +16,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from spark_lightning.atomic import write_bytes_atomic, write_json_atomic, write_with
-from spark_lightning.data.formats import PALETTE
+from spark_lightning.data.formats import PALETTE, PREDICTIONS_MANIFEST
 from spark_lightning.errors import SparkDataError
 
 NPZ_SUFFIX = "_layer.npz"
-MANIFEST = "predictions.json"
+MANIFEST = PREDICTIONS_MANIFEST
 
 
 def save_mask_npz(path: Path, labels: np.ndarray) -> None:
@@ -91,20 +91,24 @@ def write_manifest(folder: Path, manifest: dict) -> None:
 
 def overlay(image: np.ndarray, truth: np.ndarray | None, pred: np.ndarray, height: int = 384,
             title: str | None = None) -> np.ndarray:
-    """image | truth | prediction side by side (masks blended over the image), with a title strip."""
+    """image | truth | prediction side by side (masks blended over the image), each column
+    labelled, with an optional title strip above."""
     panels = [image]
     for labels in ([truth] if truth is not None else []) + [pred]:
         blend = np.where(labels[..., None] > 0, 0.4 * image + 0.6 * colour(labels).astype(np.float32), image)
         panels.append(blend.astype(np.uint8))
-    row = np.concatenate(panels, axis=1)
-    scale = height / row.shape[0]
-    picture = Image.fromarray(row).resize((round(row.shape[1] * scale), height), Image.BILINEAR)
+    names = ["image", "truth", "prediction"] if truth is not None else ["image", "prediction"]
+    scale = height / image.shape[0]
+    width = round(image.shape[1] * scale)
+    head = 18 if title else 0
+    canvas = Image.new("RGB", (width * len(panels), height + head + 16), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
     if title:
-        canvas = Image.new("RGB", (picture.width, height + 18), (255, 255, 255))
-        canvas.paste(picture, (0, 18))
-        ImageDraw.Draw(canvas).text((4, 3), title, fill=(0, 0, 0))
-        picture = canvas
-    return np.asarray(picture)
+        draw.text((4, 3), title, fill=(0, 0, 0))
+    for i, (panel, name) in enumerate(zip(panels, names)):
+        canvas.paste(Image.fromarray(panel).resize((width, height), Image.BILINEAR), (i * width, head + 16))
+        draw.text((i * width + 4, head + 2), name, fill=(0, 0, 0))
+    return np.asarray(canvas)
 
 
 def save_figure(fig, path: Path) -> None:

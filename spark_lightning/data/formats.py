@@ -9,6 +9,7 @@ is one subclass and one config file.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,11 @@ from PIL import Image
 
 from spark_lightning.errors import SparkDataError
 
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+IMAGE_MARK, MASK_MARK = "_img", "_layer"  # SPARK names: <name>_img.jpg, <name>_layer.jpg
+PREDICTIONS_MANIFEST = "predictions.json"  # marks a folder of our predictions (outputs.py)
 IGNORE = 255  # label of unlabelled pixels (pseudo-labels the model was unsure of): no loss, no metric
 # Colours used to draw class ids in overlays and colour PNGs (class 0 = black).
 PALETTE = np.array([[0, 0, 0], [255, 0, 0], [0, 0, 255], [0, 200, 0], [255, 200, 0], [200, 0, 200]], np.uint8)
@@ -84,8 +90,6 @@ class SegmentationFormat:
 
     classes: tuple[str, ...] = ("background", "body", "panel")
     allows_ignore = False  # whether masks may mark unlabelled pixels IGNORE
-    image_suffix = "_img.jpg"  # unlabelled images for prediction end with this
-    mask_suffix = "_layer.npz"  # prediction files: <name><mask_suffix>
 
     def __init__(self, root: str | Path | None = None) -> None:
         self._root = Path(root).expanduser() if root else None
@@ -134,22 +138,69 @@ class SegmentationFormat:
         return image, resize_labels(mask, size)
 
     def find_images(self, folder: str | Path) -> list[Path]:
-        """Unlabelled images under a folder (any depth), for prediction."""
+        """Every image under a folder (any depth), for prediction: any name, any common image
+        extension. Masks (``*_layer.*``), other files and unreadable images are skipped with
+        one log line each saying which and why; two images that would give the same
+        prediction file are an error."""
         folder = Path(folder).expanduser()
         if not folder.is_dir():
             what = "is a file, not a folder" if folder.exists() else "does not exist"
-            raise SparkDataError(f"image folder {folder} {what}: give the folder holding *{self.image_suffix} files.")
-        paths = sorted(p for p in folder.rglob(f"*{self.image_suffix}") if p.is_file() and not p.name.startswith("."))
+            raise SparkDataError(f"image folder {folder} {what}: give the folder holding the images to predict.")
+        paths, skipped = [], {}
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and not _hidden(p, folder)):
+            if not is_image_file(path):
+                skipped.setdefault("not an image", []).append(path)
+            elif path.stem.endswith(MASK_MARK):
+                skipped.setdefault(f"a mask ({MASK_MARK}.*)", []).append(path)
+            else:
+                try:
+                    image_size(path)
+                    paths.append(path)
+                except SparkDataError as err:
+                    skipped.setdefault(f"unreadable: {str(err).split(': ', 1)[-1][:80]}", []).append(path)
+        for why, files in skipped.items():
+            files = [p for p in files if not (p.parent / PREDICTIONS_MANIFEST).is_file()]  # our own outputs
+            if files:
+                log.warning("skipped %d file(s) under %s, %s: %s%s", len(files), folder, why,
+                            ", ".join(str(p.relative_to(folder)) for p in files[:5]), " ..." if len(files) > 5 else "")
         if not paths:
-            raise SparkDataError(f"no *{self.image_suffix} files under {folder}.")
+            unreadable = [p for why, files in skipped.items() if why.startswith("unreadable") for p in files]
+            seen = f"; unreadable: {', '.join(p.name for p in unreadable[:5])}" if unreadable else ""
+            raise SparkDataError(f"no readable images under {folder} (looked for {', '.join(IMAGE_EXTENSIONS)}{seen}).")
+        by_name: dict[str, Path] = {}
+        for path in paths:
+            if (other := by_name.setdefault(self.image_name(path), path)) != path:
+                raise SparkDataError(f"{other} and {path} would both be predicted as {self.image_name(path)}: "
+                                     "rename one, or predict the two folders separately.")
         return paths
 
     def image_name(self, path: Path) -> str:
-        """``<name>`` of ``<name><image_suffix>``: what prediction files are named after."""
-        return path.name[: -len(self.image_suffix)] if path.name.endswith(self.image_suffix) else path.stem
+        """What prediction files are named after: ``<name>`` of ``<name>_img.<ext>`` or ``<name>.<ext>``."""
+        return image_name(path)
 
     def describe(self) -> str:
         return f"{type(self).__name__}({self._root})"
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def image_name(path: Path) -> str:
+    """``<name>`` of ``<name>_img.<ext>`` (the SPARK naming), else the file's stem."""
+    stem = path.stem
+    return stem[: -len(IMAGE_MARK)] if stem.endswith(IMAGE_MARK) and len(stem) > len(IMAGE_MARK) else stem
+
+
+def _hidden(path: Path, top: Path) -> bool:
+    """Hidden files and folders below ``top`` (macOS ``._*`` files, our temp files)."""
+    return any(part.startswith(".") for part in path.relative_to(top).parts)
+
+
+def find_image_files(folder: Path, recursive: bool = True) -> list[Path]:
+    """Visible image files (by extension, any case) in a folder, sorted."""
+    files = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in files if p.is_file() and is_image_file(p) and not _hidden(p, folder))
 
 
 def image_size(path: Path) -> tuple[int, int]:

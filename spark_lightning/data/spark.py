@@ -39,6 +39,7 @@ CLASSES = ("background", "body", "panel")
 CLASS_COLORS = np.array([[0, 0, 0], [255, 0, 0], [0, 0, 255]], dtype=np.uint8)
 
 IMAGE_SUFFIX = "_img.jpg"
+IMAGE_SUFFIXES = (IMAGE_SUFFIX, "_img.jpeg", "_img.png")  # real frames re-saved as PNG are read too
 MASK_SUFFIX = "_layer.jpg"
 PSEUDO_MANIFEST = "pseudo.json"
 MASK_SUFFIXES = (MASK_SUFFIX, "_layer.png")  # PNG: index masks (pseudo-labels, with 255 = unlabelled)
@@ -110,13 +111,16 @@ def read_label_image(path: Path, num_classes: int, allow_ignore: bool = False) -
 
 
 def _visible_files(folder: Path, *suffixes: str) -> dict[str, Path]:
-    """name -> path for files ending in one of the suffixes, skipping macOS ``._*`` and hidden files."""
-    return {
-        p.name[: -len(suffix)]: p
-        for p in folder.iterdir()
-        for suffix in suffixes
-        if p.is_file() and p.name.endswith(suffix) and not p.name.startswith(".")
-    }
+    """name -> path for files ending in one of the suffixes (any case), skipping macOS ``._*``
+    and hidden files; two files of one name (``a_img.jpg`` and ``a_img.png``) are an error."""
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        suffix = next((s for s in suffixes if p.name.lower().endswith(s)), None)
+        if suffix is None or not p.is_file() or p.name.startswith("."):
+            continue
+        if (other := found.setdefault(p.name[: -len(suffix)], p)) != p:
+            raise SparkDataError(f"{other} and {p} are two files for one sample: keep one of them.")
+    return found
 
 
 def _pair(craft: str, img_dir: Path, mask_dir: Path) -> list[Sample]:
@@ -126,7 +130,7 @@ def _pair(craft: str, img_dir: Path, mask_dir: Path) -> list[Sample]:
             f"{mask_dir} not found but {img_dir} exists: every image folder needs its mask folder "
             "(mask/<Spacecraft>/<split>/)."
         )
-    images, masks = _visible_files(img_dir, IMAGE_SUFFIX), _visible_files(mask_dir, *MASK_SUFFIXES)
+    images, masks = _visible_files(img_dir, *IMAGE_SUFFIXES), _visible_files(mask_dir, *MASK_SUFFIXES)
     for missing, have, want, kind in ((sorted(set(images) - set(masks)), images, mask_dir, "mask"),
                                       (sorted(set(masks) - set(images)), masks, img_dir, "image")):
         if missing:
@@ -146,7 +150,6 @@ class SparkFormat(SegmentationFormat):
     """
 
     classes = CLASSES
-    image_suffix = IMAGE_SUFFIX
 
     def _check_root(self) -> Path:
         root = self.root
@@ -184,7 +187,7 @@ class SparkFormat(SegmentationFormat):
                         split, root, ", ".join(unknown))
         samples = [s for c in folders for s in _pair(c, root / "images" / c / split, root / "mask" / c / split)]
         if not samples:
-            raise SparkDataError(f"split '{split}' under {root / 'images'} holds no *{IMAGE_SUFFIX} files.")
+            raise SparkDataError(f"split '{split}' under {root / 'images'} holds no *{IMAGE_SUFFIX} (or _img.png) files.")
         return samples
 
     @property
