@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, compose_cfg, publish  # noqa: E402
 
 from spark_lightning.data.cache import SampleCache  # noqa: E402
-from spark_lightning.data.datamodule import SegmentationDataset, SparkDataModule  # noqa: E402
+from spark_lightning.data.datamodule import SparkDataModule  # noqa: E402
+from spark_lightning.data.dataset import SegmentationDataset  # noqa: E402
 from spark_lightning.data.formats import read_rgb  # noqa: E402
 from spark_lightning.data.spark import SparkFormat  # noqa: E402
 from spark_lightning.data.synth import generate  # noqa: E402
@@ -66,7 +67,7 @@ def rate(fn, samples, size) -> float:
 def loader_rate(dataset, workers: int, batch: int = 4) -> float:
     from torch.utils.data import DataLoader
 
-    from spark_lightning.data.datamodule import seed_worker_transform
+    from spark_lightning.data.dataset import seed_worker_transform
 
     loader = DataLoader(dataset, batch_size=batch, num_workers=workers, worker_init_fn=seed_worker_transform if workers else None)
     start = time.perf_counter()

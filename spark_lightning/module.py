@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from torch import nn
 
 from spark_lightning.callbacks.time_budget import share_used
 from spark_lightning.losses import float32_loss
@@ -52,58 +53,78 @@ class SegmentationModule(L.LightningModule):
         self.legacy_inference = inference
         self.net = instantiate(model, num_classes=len(classes))
         self.criterion = instantiate(loss)
-        metrics = segmentation_metrics(classes, ignore_index)
-        self.train_metrics = metrics.clone(prefix="train/")
-        self.val_metrics = metrics.clone(prefix="val/")
-        # Validation broken down by spacecraft type and object size (SPARK classes only).
-        self.val_breakdown = GroupedSparkScore(ignore_index) if classes == SPARK_CLASSES else None
+        self.classes = classes
+        self.train_metrics = segmentation_metrics(classes, ignore_index).clone(prefix="train/")
+        # One metric collection (and breakdown by spacecraft type and object size, SPARK classes
+        # only) per validation set, under its prefix: "val", then "val_<name>" for extra sets.
+        self.val_names = ["val"]
+        self.val_metrics = nn.ModuleDict({"val": self._val_metrics("val")})
+        self.val_breakdowns = nn.ModuleDict(self._breakdown("val"))
+
+    def _val_metrics(self, name: str):
+        return segmentation_metrics(self.classes, self.hparams.ignore_index).clone(prefix=f"{name}/")
+
+    def _breakdown(self, name: str) -> dict[str, GroupedSparkScore]:
+        return {name: GroupedSparkScore(self.hparams.ignore_index)} if self.classes == SPARK_CLASSES else {}
 
     def setup(self, stage: str) -> None:
-        """Group ids from the validation data, the same on every process (DDP gathers them)."""
-        val_set = getattr(getattr(self.trainer, "datamodule", None), "val_set", None)
-        if self.val_breakdown is not None and val_set is not None:
-            self.val_breakdown.names = sorted({s.group for s in getattr(val_set, "samples", [])})
+        """Metrics for each of the data module's validation sets, and their group ids (taken
+        from the data, so the same on every process: DDP gathers them)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        self.val_names = list(getattr(datamodule, "val_names", ["val"]))
+        for name in self.val_names:
+            if name not in self.val_metrics:
+                self.val_metrics[name] = self._val_metrics(name)
+                self.val_breakdowns.update(self._breakdown(name))
+        for name, val_set in zip(self.val_names, getattr(datamodule, "val_sets", [])):
+            if name in self.val_breakdowns:
+                self.val_breakdowns[name].names = sorted({s.group for s in getattr(val_set, "samples", [])})
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 or float pixels (B, 3, H, W) in [0, 255] -> logits (B, C, H, W)."""
         return self.net(images)
 
     def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
+        """``stage``: "train", or the prefix of the validation set the batch comes from."""
         images, target = batch["image"], batch["mask"].long()
         logits = self(images)
         loss = float32_loss(self.criterion, logits, target)
         train = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=train, on_epoch=True, prog_bar=True, batch_size=images.shape[0])
-        metrics = self.train_metrics if train else self.val_metrics
+        self.log(f"{stage}/loss", loss, on_step=train, on_epoch=True, prog_bar=stage in ("train", "val"),
+                 batch_size=images.shape[0], add_dataloader_idx=False)
+        metrics = self.train_metrics if train else self.val_metrics[stage]
         preds = logits.detach().argmax(1)
         metrics.update(preds, target)
-        if not train and self.val_breakdown is not None and "group" in batch:
-            self.val_breakdown.update(preds, target, list(batch["group"]))
+        if not train and stage in self.val_breakdowns and "group" in batch:
+            self.val_breakdowns[stage].update(preds, target, list(batch["group"]))
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._step(batch, "val")
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._step(batch, self.val_names[dataloader_idx])
 
     def _log_metrics(self, metrics) -> None:
-        self.log_dict(metrics.compute())
+        self.log_dict(metrics.compute(), add_dataloader_idx=False)
         metrics.reset()
 
     def on_train_epoch_end(self) -> None:
         self._log_metrics(self.train_metrics)
 
     def on_validation_epoch_end(self) -> None:
-        self._log_metrics(self.val_metrics)
-        if self.val_breakdown is None:
-            return
-        if not self.trainer.sanity_checking and self.val_breakdown.rows:
-            for kind, table in self.val_breakdown.compute().items():
-                for key, row in table.items():
-                    self.log_dict({f"val/by_{kind}/{key}/{name}": float(row[name]) for name in
-                                   ("spark_score", "iou_body", "iou_panel") if row[name] == row[name]})  # not NaN
-        self.val_breakdown.reset()
+        for name in self.val_names:
+            self._log_metrics(self.val_metrics[name])
+            breakdown = self.val_breakdowns[name] if name in self.val_breakdowns else None
+            if breakdown is None:
+                continue
+            if not self.trainer.sanity_checking and breakdown.rows:
+                for kind, table in breakdown.compute().items():
+                    for key, row in table.items():
+                        self.log_dict({f"{name}/by_{kind}/{key}/{m}": float(row[m]) for m in
+                                       ("spark_score", "iou_body", "iou_panel") if row[m] == row[m]},  # not NaN
+                                      add_dataloader_idx=False)
+            breakdown.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.hparams.optimizer, self.net)

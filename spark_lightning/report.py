@@ -40,7 +40,7 @@ def _curves(run: Path, monitor: str) -> dict[str, list[tuple[int, float]]]:
             for row in csv.DictReader(f):
                 for key in (monitor, "val/iou"):
                     if row.get(key) and row.get("epoch"):
-                        curves.setdefault(key, {})[int(float(row["epoch"]))] = float(row[key])
+                        curves.setdefault(key, {})[int(float(row["epoch"])) + 1] = float(row[key])  # from 1
     return {k: sorted(v.items()) for k, v in curves.items()}
 
 
@@ -64,9 +64,11 @@ def read_run(run: Path) -> dict:
             iou=best.get("val/iou"),
             iou_body=best.get("val/iou_body"),
             iou_panel=best.get("val/iou_panel"),
-            best_epoch=best.get("epoch"),
-            epochs=(history[-1]["epoch"] + 1) if history else None,
+            best_epoch=best.get("epoch", -1) + (0 if data.get("first_epoch") == 1 else 1),
+            epochs=(history[-1]["epoch"] + (0 if data.get("first_epoch") == 1 else 1)) if history else None,
         )
+        for prefix in extra_sets(best):  # extra validation sets (val_<name>/): their score and IoU
+            row[f"{prefix} score"], row[f"{prefix} iou"] = best.get(f"{prefix}/spark_score"), best.get(f"{prefix}/iou")
         row["by_spacecraft"] = {k.split("/")[2]: v for k, v in best.items()
                                 if k.startswith("val/by_spacecraft/") and k.endswith("/spark_score")}
         perf = [h for h in history if "perf/img_per_s" in h]
@@ -75,6 +77,11 @@ def read_run(run: Path) -> dict:
             row["peak_mem_gib"] = max(h.get("perf/peak_mem_gib", 0.0) for h in perf)
     row["curves"] = _curves(run, monitor)
     return row
+
+
+def extra_sets(metrics: dict) -> list[str]:
+    """Prefixes of the extra validation sets in a run's metrics (``val_real`` of ``val_real/iou``)."""
+    return sorted({k.split("/")[0] for k in metrics if k.startswith("val_") and k.endswith("/spark_score")})
 
 
 def find_runs(sweep_dir: Path) -> list[Path]:
@@ -130,17 +137,19 @@ def write_report(sweep_dir: str | Path) -> list[dict]:
         raise FileNotFoundError(f"no run directories (with .hydra/ or metrics.json) under {sweep_dir}.")
     rows = [read_run(r) for r in runs]
     rows.sort(key=lambda r: (r["status"] != "ok", -(r["score"] if r.get("score") is not None else -1.0), r["run"]))
+    extra = sorted({k for r in rows for k in r if k.startswith("val_") and k.endswith((" score", " iou"))})
+    columns = COLUMNS[:7] + extra + COLUMNS[7:]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows({k: _fmt(r.get(k)) for k in COLUMNS} for r in rows)
+    writer.writerows({k: _fmt(r.get(k)) for k in columns} for r in rows)
     write_bytes_atomic(sweep_dir / "report.csv", buf.getvalue().encode())
     monitor = next((r["monitor"] for r in rows if r.get("monitor")), DEFAULT_MONITOR)
     lines = [f"# Sweep report: {sweep_dir.name}", "",
              f"{len(rows)} runs, best first. score: best {monitor}; img_per_s: mean training images/s over the "
              "run's epochs; peak_mem_gib: the largest peak (GPU memory on CUDA, process RSS on CPU).", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_fmt(r.get(k)).replace("|", "/") for k in COLUMNS) + " |" for r in rows]
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(r.get(k)).replace("|", "/") for k in columns) + " |" for r in rows]
     lines += ["", "![best score](best_score.png)", "", "![validation curves](val_curves.png)", ""]
     lines += _by_spacecraft(rows, sweep_dir)
     write_bytes_atomic(sweep_dir / "report.md", "\n".join(lines).encode())

@@ -66,13 +66,14 @@ def continue_run(cfg: DictConfig, output_dir: Path) -> None:
         log.info("continuing W&B run %s", wandb_cfg.id)
 
 
-def _summarise_best(experiment: Any, monitor: str | None, mode: str) -> None:
-    """Run summaries show the best value of the validation metrics, not the last one."""
+def _summarise_best(experiment: Any, monitor: str | None, mode: str, prefixes: list[str]) -> None:
+    """Run summaries show the best value of the validation metrics (of every validation set),
+    not the last one."""
     summary = "max" if mode == "max" else "min"
-    for key in ("val/spark_score", "val/spark_body", "val/spark_panel", "val/iou", "val/iou_background",
-                "val/iou_body", "val/iou_panel"):
-        experiment.define_metric(key, summary=summary)
-    experiment.define_metric("val/loss", summary="min")
+    for prefix in prefixes:
+        for key in ("spark_score", "spark_body", "spark_panel", "iou", "iou_background", "iou_body", "iou_panel"):
+            experiment.define_metric(f"{prefix}/{key}", summary=summary)
+        experiment.define_metric(f"{prefix}/loss", summary="min")
     if monitor:
         experiment.define_metric(monitor, summary=summary)
 
@@ -96,7 +97,8 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
             logger = instantiate(value)
             if name == "wandb":
                 experiment = logger.experiment  # starts the run now, so a failure shows here
-                _summarise_best(experiment, cfg.get("optimized_metric"), cfg.get("optimized_mode", "max"))
+                _summarise_best(experiment, cfg.get("optimized_metric"), cfg.get("optimized_mode", "max"),
+                                val_prefixes(cfg))
             loggers.append(logger)
         except Exception as err:
             if name != "wandb":
@@ -104,6 +106,13 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
             log.warning("W&B could not start (%s: %s); continuing with the other loggers (CSV).",
                         type(err).__name__, err)
     return loggers
+
+
+def val_prefixes(cfg: DictConfig) -> list[str]:
+    """The metric prefix of each validation set the run's data config asks for."""
+    from spark_lightning.data.dataset import named_val_roots
+
+    return ["val", *(f"val_{n}" for n in named_val_roots((cfg.get("data") or {}).get("extra_val_roots")))]
 
 
 def flat_config(cfg: DictConfig) -> dict[str, Any]:

@@ -11,8 +11,11 @@ import torch
 from spark_lightning.atomic import write_json_atomic
 from spark_lightning.errors import ConfigError
 
-def _floats(metrics: dict[str, torch.Tensor], prefix: str) -> dict[str, float]:
+def _floats(metrics: dict[str, torch.Tensor], prefix: str | tuple[str, ...]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if k.startswith(prefix) and torch.as_tensor(v).numel() == 1}
+
+
+VAL_PREFIXES = ("val/", "val_")  # the main validation set, and extra ones (val_<name>/)
 
 
 class MetricsJson(L.Callback):
@@ -30,11 +33,11 @@ class MetricsJson(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        values = _floats(trainer.callback_metrics, "val/")
+        values = _floats(trainer.callback_metrics, VAL_PREFIXES)
         if self.monitor not in values:
             raise ConfigError(f"optimized_metric={self.monitor} is not logged; logged validation metrics: "
                               f"{', '.join(sorted(values))}.")
-        values.update(epoch=trainer.current_epoch, step=trainer.global_step)
+        values.update(epoch=trainer.current_epoch + 1, step=trainer.global_step)  # epochs count from 1
         self.history.append(values)
         if trainer.is_global_zero:
             self._write()
@@ -63,7 +66,7 @@ class MetricsJson(L.Callback):
 
     def _write(self) -> None:
         write_json_atomic(self.path, {"monitor": self.monitor, "mode": self.mode, "final": self.history[-1],
-                                      "best": self.best, "history": self.history})
+                                      "best": self.best, "history": self.history, "first_epoch": 1})
 
     def state_dict(self) -> dict:
         return {"history": self.history}

@@ -26,4 +26,5 @@ class WandbOverlays(L.Callback):
         images = batch["image"][:n].permute(0, 2, 3, 1).cpu().numpy()
         truths = batch["mask"][:n].cpu().numpy()
         panels = [overlay(im, t, p, height=min(256, im.shape[0])) for im, t, p in zip(images, truths, preds)]
-        loggers[0].log_image("val/overlays", panels, step=trainer.global_step, caption=list(batch["name"][:n]))
+        name = getattr(pl_module, "val_names", ["val"])[dataloader_idx]
+        loggers[0].log_image(f"{name}/overlays", panels, step=trainer.global_step, caption=list(batch["name"][:n]))

@@ -13,15 +13,15 @@ from typing import Any
 
 import albumentations as A
 import lightning as L
-import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, get_worker_info
+from torch.utils.data import ConcatDataset, DataLoader
 
 from spark_lightning.data.cache import SampleCache, default_cache_dir
+from spark_lightning.data.dataset import SegmentationDataset, named_val_roots, pad_collate, seed_worker_transform
 from spark_lightning.data.formats import SegmentationFormat, Sample, check_headers
-from spark_lightning.errors import ConfigError, plain_errors
+from spark_lightning.errors import ConfigError, SparkDataError, plain_errors
 
 log = logging.getLogger(__name__)
 
@@ -36,47 +36,6 @@ def build_format(dataset: dict | DictConfig | SegmentationFormat, root: str | No
     if not isinstance(fmt, SegmentationFormat):
         raise ConfigError(f"data.dataset._target_={dataset.get('_target_')!r} is not a SegmentationFormat subclass.")
     return fmt
-
-
-class SegmentationDataset(Dataset):
-    """Samples of one split, read through the cache (or decoded every time)."""
-
-    def __init__(self, samples: list[Sample], fmt: SegmentationFormat, size: int | None,
-                 cache: SampleCache | None = None, transform: A.BaseCompose | None = None) -> None:
-        self.samples, self.fmt, self.size, self.cache, self.transform = samples, fmt, size, cache, transform
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = self.samples[index]
-        if self.cache is not None:
-            image, mask = self.cache.load(sample)
-        else:
-            image, mask = self.fmt.read_sample(sample, self.size)
-        if self.transform is not None:
-            out = self.transform(image=image, mask=mask)
-            image, mask = out["image"], out["mask"]
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            "mask": torch.tensor(mask),  # a copy: decoded masks may be read-only views
-            "group": sample.group,
-            "name": sample.name,
-        }
-
-
-def seed_worker_transform(worker_id: int) -> None:
-    """Give each loader worker its own augmentation stream.
-
-    Albumentations 2.x keeps its own generator, which forked workers would otherwise share,
-    repeating the same augmentations in every worker. torch's per-worker seed differs per
-    worker and per epoch (and follows ``seed_everything``).
-    """
-    info = get_worker_info()
-    datasets = getattr(info.dataset, "datasets", [info.dataset]) if info else []  # a ConcatDataset's parts
-    for dataset in datasets:
-        if getattr(dataset, "transform", None) is not None:
-            dataset.transform.set_random_seed(torch.initial_seed() % 2**32)
 
 
 def _check_sizes(size: int | None, crop: int | None, batch_size: int) -> None:
@@ -122,6 +81,7 @@ class SparkDataModule(L.LightningDataModule):
         train_split: str = "train",
         val_split: str = "val",
         extra_roots: list[str] | None = None,
+        extra_val_roots: dict[str, str] | list[str] | None = None,
     ) -> None:
         super().__init__()
         _check_sizes(size, crop, batch_size)
@@ -131,6 +91,8 @@ class SparkDataModule(L.LightningDataModule):
         self.format = build_format(dataset, root)
         # More training data in the same format (e.g. a pseudo-label round): their train splits join ours.
         self.extra_formats = [build_format(dataset, str(r)) for r in extra_roots or []]
+        # More validation sets (e.g. real frames with masks), each logged under its own prefix.
+        self.extra_val_formats = {name: build_format(dataset, str(r)) for name, r in named_val_roots(extra_val_roots).items()}
         self.size, self.crop = size, crop
         self.batch_size, self.num_workers = batch_size, num_workers
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
@@ -142,7 +104,17 @@ class SparkDataModule(L.LightningDataModule):
             transforms.append(train_transform)
         self.train_transform = A.Compose(transforms) if transforms else None
         self.train_set: SegmentationDataset | None = None
-        self.val_set: SegmentationDataset | None = None
+        self.val_sets: list[SegmentationDataset] = []
+
+    @property
+    def val_names(self) -> list[str]:
+        """Metric prefix of each validation set, in loader order: ``val`` then ``val_<name>``."""
+        return ["val", *(f"val_{name}" for name in self.extra_val_formats)]
+
+    @property
+    def val_set(self) -> SegmentationDataset | None:
+        """The main validation set (the data set's own ``val_split``)."""
+        return self.val_sets[0] if self.val_sets else None
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -162,24 +134,38 @@ class SparkDataModule(L.LightningDataModule):
         them listed, not after an epoch of training."""
         self.format.prepare()
         parts = [(self.format, (self.train_split, self.val_split))] + [(f, (self.train_split,)) for f in self.extra_formats]
+        parts += [(f, (self.val_split,)) for f in self.extra_val_formats.values()]
         for fmt, splits in parts:
-            samples = [s for split in splits for s in fmt.samples(split)]
+            samples = [s for split in splits for s in self._samples(fmt, split)]
             cache = self._cache(fmt)
             if cache is not None:
                 cache.fill(samples, max(1, self.num_workers))
             else:
                 check_headers(samples)
 
+    def _samples(self, fmt: SegmentationFormat, split: str) -> list[Sample]:
+        """A split's samples; for an extra validation set, an error says which option named it."""
+        name = next((n for n, f in self.extra_val_formats.items() if f is fmt), None)
+        if name is None:
+            return fmt.samples(split)
+        try:
+            return fmt.samples(split)
+        except SparkDataError as err:
+            raise SparkDataError(f"data.extra_val_roots.{name}: {err}") from err
+
     def _dataset(self, fmt: SegmentationFormat, split: str, transform: A.BaseCompose | None) -> SegmentationDataset:
-        return SegmentationDataset(fmt.samples(split), fmt, self.size, self._cache(fmt), transform)
+        return SegmentationDataset(self._samples(fmt, split), fmt, self.size, self._cache(fmt), transform)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None) and self.train_set is None:
             log.info("training on %s", ", ".join(f.describe() for f in [self.format, *self.extra_formats]))
             parts = [self._dataset(f, self.train_split, self.train_transform) for f in [self.format, *self.extra_formats]]
             self.train_set = parts[0] if len(parts) == 1 else ConcatDataset(parts)
-        if stage in ("fit", "validate", None) and self.val_set is None:
-            self.val_set = self._dataset(self.format, self.val_split, None)
+        if stage in ("fit", "validate", None) and not self.val_sets:
+            formats = [self.format, *self.extra_val_formats.values()]
+            self.val_sets = [self._dataset(f, self.val_split, None) for f in formats]
+            if self.extra_val_formats:
+                log.info("validating on %s", ", ".join(f"{n} ({len(d)} images)" for n, d in zip(self.val_names, self.val_sets)))
 
     def _loader(self, dataset: SegmentationDataset, shuffle: bool) -> DataLoader:
         workers = self.num_workers
@@ -192,10 +178,12 @@ class SparkDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.persistent_workers and workers > 0,
             worker_init_fn=seed_worker_transform if workers > 0 else None,
+            collate_fn=pad_collate,
         )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        loaders = [self._loader(d, shuffle=False) for d in self.val_sets]
+        return loaders[0] if len(loaders) == 1 else loaders
