@@ -10,10 +10,10 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, WeightAveraging
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, WeightAveraging
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from spark_lightning.callbacks import AtomicCheckpointIO
+from spark_lightning.callbacks import AtomicCheckpointIO, TimeBudget
 from spark_lightning.data.datamodule import SparkDataModule
 from spark_lightning.checkpoints import check_same_model, read_checkpoint
 from spark_lightning.errors import ConfigError, plain_errors
@@ -70,19 +70,25 @@ def _check_class_weights(loss: Any, classes: tuple[str, ...] | None) -> None:
                               f"{tuple(classes or ())}: give one weight per class.")
 
 
+def _callback_order(callback: L.Callback) -> int:
+    """Weight averaging first (it swaps the averaged weights in before precise BN re-estimates
+    their statistics), then the time budget (its state is current when last.ckpt is written)."""
+    return 0 if isinstance(callback, WeightAveraging) else 1 if isinstance(callback, TimeBudget) else 2
+
+
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
     callbacks = instantiate_dict(cfg.get("callbacks")) + list(kwargs.pop("callbacks", []))
-    # Weight averaging first: it swaps the averaged weights in before precise BN re-estimates their statistics.
-    callbacks.sort(key=lambda c: not isinstance(c, WeightAveraging))
+    callbacks.sort(key=_callback_order)
     loggers = build_loggers(cfg)
     if not loggers:  # nothing to record learning rates to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    precision = resolve_precision(cfg.trainer.get("precision"), cfg.trainer.get("accelerator", "auto"))
-    with open_dict(cfg):
-        cfg.trainer.precision = precision  # config.yaml records what ran
+    if any(isinstance(c, TimeBudget) and c.budget_s is not None for c in callbacks):
+        kwargs["max_time"] = None  # the budget plans whole epochs; Lightning's Timer would cut one
+    if not any(isinstance(c, ProgressBar) for c in callbacks):
+        kwargs["enable_progress_bar"] = False  # callbacks.progress_bar=null: no bar at all, not Lightning's default
     with plain_errors():
-        return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=precision,
-                           plugins=[AtomicCheckpointIO()], **kwargs)
+        return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()],
+                           **kwargs)
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:

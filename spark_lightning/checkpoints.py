@@ -25,8 +25,9 @@ def _load(path: Path) -> Any:
 
 
 def last_good_checkpoint(folder: Path, exclude: Path | None = None) -> Path | None:
-    """The newest checkpoint in ``folder`` that loads (a damaged disk or copy may leave a bad one)."""
-    for path in sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True):
+    """The newest checkpoint in ``folder`` that loads (a damaged disk or copy may leave a bad one);
+    the file itself rather than ``best.ckpt``, its second name."""
+    for path in sorted(folder.glob("*.ckpt"), key=lambda p: (p.name == "best.ckpt", -p.stat().st_mtime)):
         if path == exclude:
             continue
         try:
@@ -54,6 +55,11 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint ({type(err).__name__}).{hint}") from err
     if not isinstance(data, dict) or "state_dict" not in data or "hyper_parameters" not in data:
         raise CheckpointError(f"{path} is not a spark_lightning checkpoint (no state_dict/hyper_parameters).")
+    bad = [k for k, v in data["state_dict"].items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"checkpoint {path} holds non-finite weights ({len(bad)} tensors with NaN or inf, e.g. "
+                              f"{bad[0]}): its run diverged. Use an earlier checkpoint, or train again with a lower "
+                              "optimizer.lr or trainer.gradient_clip_val.")
     return data
 
 

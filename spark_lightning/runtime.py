@@ -3,6 +3,8 @@ errors at the command line, and silencing library chatter that is not the user's
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import logging
 import os
@@ -15,7 +17,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from spark_lightning import wandb_run
-from spark_lightning.errors import is_user_error, root_cause
+from spark_lightning.errors import SparkError, is_user_error, root_cause
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +44,77 @@ def task_wrapper(task: Callable[[DictConfig], dict[str, Any]]) -> Callable[[Dict
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "FAILED").unlink(missing_ok=True)  # from an earlier attempt of a resumed run
         log.info("run directory: %s", output_dir.resolve())
+        name = task.__name__.removeprefix("run_")
         try:
             return task(cfg)
+        except RunDirBusy:
+            raise  # the run directory is another process's: leave no marker in it
         except Exception as err:
             cause = root_cause(err)
-            message = f"{type(cause).__name__}: {one_line(cause)}"
-            (output_dir / "FAILED").write_text(message + "\n")
+            (output_dir / "FAILED").write_text(f"{type(cause).__name__}: {one_line(cause)}\n")
             if is_user_error(cause):
-                log.error("%s failed: %s", task.__name__.removeprefix("run_"), one_line(cause))
+                log.error("%s failed: %s", name, one_line(cause))
             else:
-                log.exception("%s failed (run dir %s)", task.__name__.removeprefix("run_"), output_dir)
+                log.exception("%s failed (run dir %s)", name, output_dir)
+            raise
+        except (KeyboardInterrupt, SystemExit) as err:  # Ctrl-C (Lightning turns it into sys.exit(1))
+            (output_dir / "FAILED").write_text(f"interrupted ({type(err).__name__}) before the {name} finished; "
+                                               "resume=auto continues a training run\n")
+            log.error("%s interrupted (run dir %s)", name, output_dir)
             raise
         finally:
             wandb_run.finish()
 
     return wrapped
+
+
+class RunDirBusy(SparkError):
+    """Another process is training into this run directory."""
+
+
+@contextlib.contextmanager
+def run_dir_lock(output_dir: Path):
+    """Hold ``<run dir>/.lock`` for the block: a second training into the same directory stops
+    at once with one line, instead of overwriting the first one's files. Only rank 0 locks (the
+    other DDP ranks share the directory by design)."""
+    from spark_lightning.plan import is_rank_zero
+
+    if not is_rank_zero():
+        yield
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip() or "another process"
+            raise RunDirBusy(f"run directory {output_dir} is in use by another training ({owner}): choose another "
+                             "hydra.run.dir, or wait for that run to end.") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class ConsoleHandler(logging.StreamHandler):
+    """A console log handler that writes to whatever ``sys.stdout`` is when it logs: the rich
+    progress bar swaps in a proxy that prints above the bar, so log lines are not glued onto it."""
+
+    def __init__(self, stream=None) -> None:  # ``stream`` is ignored: always the current sys.stdout
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 class TaskFailed(Exception):
@@ -87,8 +145,8 @@ def run_cli(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
 
 
 def _console_logging() -> bool:
-    return any(type(h) is logging.StreamHandler and getattr(h, "stream", None) in (sys.stdout, sys.stderr)
-               for h in logging.getLogger().handlers)
+    return any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+               and getattr(h, "stream", None) in (sys.stdout, sys.stderr) for h in logging.getLogger().handlers)
 
 
 def _multirun() -> bool:

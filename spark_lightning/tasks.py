@@ -13,9 +13,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from spark_lightning import wandb_run
-from spark_lightning.atomic import write_json_atomic, write_text_atomic
-from spark_lightning.budget import apply_budget
-from spark_lightning.builders import build_datamodule, build_module, build_trainer, container, resume_checkpoint
+from spark_lightning.atomic import write_json_atomic
+from spark_lightning.builders import build_datamodule, build_module, build_trainer, container
 from spark_lightning.callbacks import MetricsJson
 from spark_lightning.checkpoints import load_weights
 from spark_lightning.data.datamodule import build_format
@@ -24,7 +23,8 @@ from spark_lightning.errors import ConfigError, SparkDataError
 from spark_lightning.evaluation import breakdown_plot, evaluate_pairs, folder_pairs, print_table
 from spark_lightning.inference import checkpoint_list, iter_predictions, load_predictors, pick_device
 from spark_lightning.outputs import NPZ_SUFFIX, read_manifest, save_colour_mask, save_mask_npz, write_manifest, write_zip
-from spark_lightning.runtime import task_wrapper
+from spark_lightning.plan import resolve_train
+from spark_lightning.runtime import run_dir_lock, task_wrapper
 
 log = logging.getLogger(__name__)
 
@@ -54,28 +54,26 @@ def _best_metrics(trainer: L.Trainer, cfg: DictConfig) -> dict[str, float]:
 @task_wrapper
 def run_train(cfg: DictConfig) -> dict[str, Any]:
     """Train and validate; return ``{"metrics": best-epoch metrics, "trainer", "module", ...}``."""
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
-    wandb_run.configure(cfg)
-    datamodule = build_datamodule(cfg)
-    if apply_budget(cfg, lambda c: build_module(c, datamodule.classes)):
-        datamodule.batch_size = cfg.data.batch_size
-    module = build_module(cfg, datamodule.classes)
-    ckpt_path = resume_checkpoint(cfg)
-    if cfg.get("init_from") and ckpt_path is None:  # fine-tune: weights only, a fresh optimizer and schedule
-        load_weights(module.net, cfg.init_from, cfg.get("init_from_strict", True))
-    side = cfg.data.get("crop") or cfg.data.get("size")
-    if side:  # the model summary then counts real FLOPs at the training size
-        module.example_input_array = torch.zeros(1, 3, side, side, dtype=torch.uint8)
-    trainer = build_trainer(cfg)
-    write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    _log_hyperparams(trainer, cfg)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    best = _best_metrics(trainer, cfg)
+    with run_dir_lock(output_dir):
+        plan = resolve_train(cfg)
+        if plan.get("seed") is not None:
+            L.seed_everything(plan.seed, workers=True)
+        datamodule = build_datamodule(plan)
+        module = build_module(plan, datamodule.classes)
+        if plan.get("init_from") and plan.get("ckpt_path") is None:  # fine-tune: weights only, a fresh optimizer
+            load_weights(module.net, plan.init_from, plan.get("init_from_strict", True))
+        side = plan.data.get("crop") or plan.data.get("size")
+        if side:  # the model summary then counts real FLOPs at the training size
+            module.example_input_array = torch.zeros(1, 3, side, side, dtype=torch.uint8)
+        trainer = build_trainer(plan)
+        _log_hyperparams(trainer, plan)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=plan.get("ckpt_path"))
+        best = _best_metrics(trainer, plan)
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    log.info("best %s: %s (run dir %s)", cfg.get("optimized_metric"), best.get(cfg.get("optimized_metric")), output_dir)
-    return {"metrics": best, "final": final, "trainer": trainer, "module": module, "datamodule": datamodule}
+    log.info("best %s: %s (run dir %s)", plan.get("optimized_metric"), best.get(plan.get("optimized_metric")), output_dir)
+    return {"metrics": best, "final": final, "trainer": trainer, "module": module, "datamodule": datamodule,
+            "plan": plan}
 
 
 def _prediction_format(predictors):

@@ -38,7 +38,12 @@ def tiny_root(tmp_path_factory) -> Path:
 
 
 def compose_train(overrides: list[str] | None = None, config_name: str = "train") -> DictConfig:
+    """A config composed as the command line composes it (the real-data recipe once data.root is set)."""
+    from spark_lightning.recipe import compose_run
+
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        if config_name == "train":
+            return compose_run(config_name, overrides or [])
         return compose(config_name=config_name, overrides=overrides or [], return_hydra_config=False)
 
 

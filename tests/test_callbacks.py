@@ -43,7 +43,7 @@ def test_epoch_summary_and_metrics_json_in_a_run(tiny_root, tmp_path, caplog):
     assert [ln.split(" |")[0] for ln in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
     assert "val/spark_score" in lines[0] and "img/s" in lines[0] and "ETA" in lines[0] and "ETA" not in lines[2]
     data = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
-    assert [h["epoch"] for h in data["history"]] == [0, 1, 2]
+    assert [h["epoch"] for h in data["history"]] == [1, 2, 3]  # counted from 1, as in the log line
     assert all(h["perf/img_per_s"] > 0 for h in data["history"])  # each epoch's own speed
     assert result["metrics"] == data["best"] and data["monitor"] == "val/spark_score"
 
@@ -63,26 +63,82 @@ def test_epoch_summary_without_epochs_says_nothing(caplog):
     assert not caplog.records
 
 
+class FakeTrainer:
+    """What TimeBudget reads of a Trainer: the epoch limit lives in the fit loop."""
+
+    def __init__(self, batches: int = 10) -> None:
+        self.fit_loop = SimpleNamespace(max_epochs=1000)
+        self.current_epoch = self.global_step = 0
+        self.num_training_batches, self.accumulate_grad_batches = batches, 1
+        self.strategy = SimpleNamespace(broadcast=lambda value, src=0: value)
+        self.callbacks: list = []
+
+    @property
+    def max_epochs(self) -> int:
+        return self.fit_loop.max_epochs
+
+
+def _epochs(budget, trainer, now, count, seconds=10.0):
+    for _ in range(count):
+        budget.on_train_epoch_start(trainer, None)
+        now[0] += seconds
+        trainer.global_step += trainer.num_training_batches
+        budget.on_train_epoch_end(trainer, None)
+        trainer.current_epoch += 1
+
+
 def test_time_budget_plans_whole_epochs_and_reports_progress(monkeypatch):
-    """100 s budget, 10 s epochs: 9 epochs fit (2 % margin); it stops after the 9th, never mid-epoch."""
+    """100 s budget, 10 s epochs: 9 epochs fit (2 % margin); the plan becomes the trainer's epoch
+    limit (the run ends after a whole epoch, the bar and log say "/9"), the schedule's progress
+    is the share of the plan's steps done."""
     import spark_lightning.callbacks.time_budget as tb
-    from lightning.pytorch.callbacks import Timer
 
     now = [0.0]
     monkeypatch.setattr(tb.time, "monotonic", lambda: now[0])
-    timer = Timer(duration="00:00:01:40")
-    monkeypatch.setattr(timer, "time_elapsed", lambda stage: now[0])
-    monkeypatch.setattr(timer, "time_remaining", lambda stage: 100.0 - now[0])
-    trainer = SimpleNamespace(callbacks=[timer], max_epochs=1000, current_epoch=0, should_stop=False)
-    budget = tb.TimeBudget()
+    trainer = FakeTrainer()
+    budget = tb.TimeBudget(max_time="00:00:01:40")
     budget.on_train_start(trainer, None)
-    assert budget.progress() is None  # nothing measured yet: the schedule counts steps
+    assert budget.progress(trainer) == 0.0  # nothing measured yet
     for epoch in range(1, 10):
-        budget.on_train_epoch_start(trainer, None)
-        now[0] += 10.0
-        budget.on_train_epoch_end(trainer, None)
-        assert budget.planned_epochs == 9 and budget.progress() == pytest.approx(epoch / 9)
-        assert trainer.should_stop == (epoch == 9)
-    assert tb.TimeBudget._budget(SimpleNamespace(callbacks=[])) is None  # no max_time: a no-op
-    trainer.callbacks.append(budget)
+        _epochs(budget, trainer, now, 1)
+        assert budget.planned_epochs == 9 == trainer.max_epochs
+        assert budget.progress(trainer) == pytest.approx(epoch / 9)
+    assert tb.TimeBudget().budget_s is None  # no max_time: a no-op
     assert EpochSummary()._planned_epochs(trainer) == 9  # the epoch log line says "epoch k/9", not "/1000"
+
+
+def test_time_budget_resumes_with_the_time_left_and_its_schedule(monkeypatch):
+    """Killed after 4 of 9 planned epochs: the resumed run plans the remaining time (not the
+    whole budget again) and its schedule continues from where it was."""
+    import spark_lightning.callbacks.time_budget as tb
+
+    now = [0.0]
+    monkeypatch.setattr(tb.time, "monotonic", lambda: now[0])
+    first, trainer = tb.TimeBudget(max_time=100), FakeTrainer()
+    first.on_train_start(trainer, None)
+    _epochs(first, trainer, now, 4)
+    state, progress = first.state_dict(), first.progress(trainer)
+    assert state["used"] == pytest.approx(40.0) and progress == pytest.approx(4 / 9)
+    now[0] += 500.0  # the machine was down for a while: not part of the budget
+    resumed, again = tb.TimeBudget(max_time=100), FakeTrainer()
+    resumed.load_state_dict(state)
+    again.current_epoch, again.global_step = 4, trainer.global_step
+    resumed.on_train_start(again, None)
+    assert resumed.planned_epochs == 9 == again.max_epochs and resumed.remaining() == pytest.approx(60.0)
+    assert resumed.progress(again) == pytest.approx(progress)  # the LR schedule does not restart its warm-up
+    _epochs(resumed, again, now, 5)
+    assert again.current_epoch == 9 and resumed.used() == pytest.approx(90.0)
+
+
+def test_time_budget_says_at_once_when_one_epoch_does_not_fit(monkeypatch, caplog):
+    import spark_lightning.callbacks.time_budget as tb
+
+    now = [0.0]
+    monkeypatch.setattr(tb.time, "monotonic", lambda: now[0])
+    trainer, budget = FakeTrainer(batches=100), tb.TimeBudget(max_time=60, probe_batches=5)
+    budget.on_train_start(trainer, None)
+    budget.on_train_epoch_start(trainer, None)
+    for i in range(5):
+        now[0] += 2.0  # 2 s per batch: the epoch takes ~200 s
+        budget.on_train_batch_end(trainer, None, None, None, i)
+    assert "one epoch takes about 3.7 min" in caplog.text and budget.planned_epochs == 1 == trainer.max_epochs

@@ -45,7 +45,7 @@ def test_resume_auto_continues_in_process(cfg_tiny):
     second = run_train(cfg_tiny)["trainer"]
     assert second.global_step == 4  # continued, not restarted
     history = json.loads((Path(cfg_tiny.paths.output_dir) / "metrics.json").read_text())["history"]
-    assert [h["epoch"] for h in history] == [0, 1]
+    assert [h["epoch"] for h in history] == [1, 2]  # epochs count from 1
 
 
 def test_every_n_train_steps_checkpoints(cfg_tiny):
@@ -96,7 +96,7 @@ def test_sigkill_then_resume_finishes_right_epoch_count(tiny_root, tmp_path):
     final = torch.load(last, weights_only=False)
     assert final["epoch"] == 3 and final["global_step"] == 12  # 4 epochs x 3 steps
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["final"]["epoch"] == 3
+    assert metrics["final"]["epoch"] == 4  # metrics.json counts epochs from 1
 
 
 @pytest.mark.slow

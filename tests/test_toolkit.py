@@ -172,12 +172,18 @@ def test_evaluate_logs_a_wandb_table(trained_ckpt, tiny_root, tmp_path, monkeypa
 
 
 def test_early_stopping_reports_its_best_epoch(tiny_root, tmp_path):
+    """Monitoring the validation loss for a *maximum*: training lowers it, so the first epoch is
+    the best and early stopping ends the run soon after; the run must report that first epoch,
+    not the last one."""
     cfg = tiny_train_config(tiny_root, tmp_path, ["callbacks=[default,early_stopping]", "callbacks.early_stopping.patience=1",
-                                                  "optimizer.lr=0", "scheduler=none", "trainer.max_epochs=8"])
+                                                  "optimized_metric=val/loss", "optimized_mode=max", "optimizer.lr=1e-2",
+                                                  "scheduler=none", "trainer.max_epochs=8"])
     result = run_train(cfg)
-    assert result["trainer"].current_epoch < 8  # stopped: nothing improves at lr 0
     history = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())["history"]
-    assert result["metrics"]["val/spark_score"] == max(h["val/spark_score"] for h in history)
+    assert 2 <= len(history) < 8  # stopped early
+    best = max(history, key=lambda h: h["val/loss"])
+    assert best["epoch"] != history[-1]["epoch"] and best["val/loss"] != history[-1]["val/loss"]
+    assert result["metrics"]["epoch"] == best["epoch"] and result["metrics"]["val/loss"] == best["val/loss"]
 
 
 def test_nan_guard_names_the_step(tiny_root, tmp_path):

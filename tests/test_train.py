@@ -30,7 +30,8 @@ def test_two_steps_in_process(cfg_tiny):
     assert 0.0 <= metrics["best"]["val/spark_score"] <= 1.0
     assert result["metrics"] == metrics["best"]
     assert (run / "checkpoints" / "last.ckpt").is_file()
-    assert len(list((run / "checkpoints").glob("epoch000-score*.ckpt"))) == 1
+    best = list((run / "checkpoints").glob("epoch001-score*.ckpt"))  # epochs count from 1, as in the log
+    assert len(best) == 1 and (run / "checkpoints" / "best.ckpt").samefile(best[0])
     assert (run / "config.yaml").is_file()
     header = (run / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"train/loss_step", "val/spark_score", "val/iou_body", "lr-AdamW"} <= set(header)
@@ -128,9 +129,13 @@ def test_train_command(tiny_root, tmp_path):
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["final"]["epoch"] == 1 and VAL_KEYS <= set(metrics["best"])
+    assert metrics["final"]["epoch"] == 2 and VAL_KEYS <= set(metrics["best"])
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     log = (run_dir / "train.log").read_text()
+    # With a data.root it is the real-data recipe the plan says, not the CPU demo (128 px, 10 minutes).
+    plan = log[log.index("plan\n"):].split("\n[")[0]
+    assert "conf/train.yaml's groups" in plan and "unet / resnet34, random init: no ImageNet weights" in plan
+    assert "64 px" in plan and "2 epochs" in plan and "within" not in plan and "JaccardLoss" in plan
     assert "using 32-true" in log and f"run directory: {run_dir}" in log
     assert "epoch 2/2 | train/loss" in log  # one line per epoch without a terminal
     assert "weights_only" not in proc.stdout + proc.stderr and "litlogger" not in proc.stdout + proc.stderr

@@ -1,12 +1,12 @@
 """Callbacks and plugins of our own; everything else is stock Lightning, configured in conf/callbacks/."""
 
 from spark_lightning.callbacks.batchnorm import PreciseBatchNorm
-from spark_lightning.callbacks.checkpointing import AtomicCheckpointIO, LastCheckpoint
+from spark_lightning.callbacks.checkpointing import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint
 from spark_lightning.callbacks.guards import NanGuard, TrainingDiverged
 from spark_lightning.callbacks.metrics_json import MetricsJson
-from spark_lightning.callbacks.monitoring import EpochSummary, PerfMonitor
+from spark_lightning.callbacks.monitoring import EpochSummary, PerfMonitor, ProgressBar
 from spark_lightning.callbacks.overlays import WandbOverlays
 from spark_lightning.callbacks.time_budget import TimeBudget
 
-__all__ = ["AtomicCheckpointIO", "EpochSummary", "LastCheckpoint", "MetricsJson", "NanGuard", "PerfMonitor",
+__all__ = ["AtomicCheckpointIO", "BestCheckpoint", "EpochSummary", "LastCheckpoint", "MetricsJson", "NanGuard", "PerfMonitor", "ProgressBar",
            "PreciseBatchNorm", "TimeBudget", "TrainingDiverged", "WandbOverlays"]

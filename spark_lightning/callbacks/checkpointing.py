@@ -1,15 +1,35 @@
-"""Checkpoints that survive kills: an atomic writer plugin and an always-fresh ``last.ckpt``."""
+"""Checkpoints that survive kills and never carry a diverged network: an atomic writer plugin,
+an always-fresh ``last.ckpt``, and the best checkpoint with a stable ``best.ckpt`` beside it."""
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from spark_lightning.atomic import write_with
+from spark_lightning.atomic import temp_name, write_with
 from spark_lightning.errors import ConfigError
+
+log = logging.getLogger(__name__)
+BEST = "best.ckpt"
+
+
+def finite_weights(module: torch.nn.Module) -> bool:
+    """Whether every parameter is finite (a diverged run's are NaN or inf)."""
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
+def _refuse_non_finite(trainer: L.Trainer, what: str) -> bool:
+    if finite_weights(trainer.lightning_module):
+        return False
+    log.warning("not saving %s at epoch %d: the weights hold NaN or inf (the run diverged)", what,
+                trainer.current_epoch + 1)
+    return True
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written to a temp file, fsync'ed and renamed over the old one.
@@ -38,7 +58,7 @@ class LastCheckpoint(L.Callback):
         self._saved_step = -1
 
     def _save(self, trainer: L.Trainer) -> None:
-        if trainer.sanity_checking or trainer.global_step == self._saved_step:
+        if trainer.sanity_checking or trainer.global_step == self._saved_step or _refuse_non_finite(trainer, self.path.name):
             return
         trainer.save_checkpoint(self.path)
         self._saved_step = trainer.global_step
@@ -51,3 +71,37 @@ class LastCheckpoint(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._saved_step = -1  # the end-of-epoch state differs from the mid-epoch one at the same step
         self._save(trainer)
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, plus: a stable ``best.ckpt`` (a hard link to the current
+    best file, so scripts need not know its score-bearing name), epochs counted from 1 in file
+    names (as in the log, the progress bar and metrics.json), and never a checkpoint of
+    non-finite weights."""
+
+    def _should_skip_saving_checkpoint(self, trainer: L.Trainer) -> bool:
+        return super()._should_skip_saving_checkpoint(trainer) or _refuse_non_finite(trainer, "a best checkpoint")
+
+    def _monitor_candidates(self, trainer: L.Trainer) -> dict[str, torch.Tensor]:
+        candidates = super()._monitor_candidates(trainer)
+        candidates["epoch"] = candidates["epoch"] + 1
+        return candidates
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        if filepath == self.best_model_path and trainer.is_global_zero:
+            link_best(Path(filepath))
+
+
+def link_best(path: Path) -> Path:
+    """``best.ckpt`` beside ``path``, replaced atomically (a copy where hard links fail)."""
+    best = path.with_name(BEST)
+    tmp = temp_name(best)
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(path, tmp)
+        os.replace(tmp, best)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        write_with(best, lambda f: f.write(path.read_bytes()))
+    return best

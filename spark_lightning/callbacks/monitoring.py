@@ -7,7 +7,7 @@ import time
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.callbacks import RichProgressBar
 
 from spark_lightning.callbacks.time_budget import TimeBudget, find_callback
 
@@ -77,13 +77,10 @@ class EpochSummary(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pending = trainer.current_epoch
 
-    def _planned_epochs(self, trainer: L.Trainer) -> int | None:
-        """The run's last epoch number: max_epochs, or sooner where the time budget plans to stop."""
-        limits = [trainer.max_epochs] if trainer.max_epochs and trainer.max_epochs > 0 else []
-        budget = find_callback(trainer, TimeBudget)
-        if budget is not None and budget.planned_epochs:
-            limits.append(self._first_epoch + budget.planned_epochs)
-        return min(limits, default=None)
+    @staticmethod
+    def _planned_epochs(trainer: L.Trainer) -> int | None:
+        """The run's last epoch number: max_epochs, which a time budget sets to its plan."""
+        return trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
 
     def _report(self, trainer: L.Trainer) -> None:
         epoch, self._pending = self._pending, None
@@ -95,13 +92,16 @@ class EpochSummary(L.Callback):
         if "train/loss_epoch" in metrics:
             parts.append(f"train/loss {float(metrics['train/loss_epoch']):.4f}")
         parts += [f"{k} {float(metrics[k]):.4f}" for k in self.KEYS if k in metrics]
+        for name in getattr(trainer.lightning_module, "val_names", ["val"])[1:]:  # extra validation sets
+            parts += [f"{name}/{k} {float(metrics[f'{name}/{k}']):.4f}" for k in ("spark_score", "iou")
+                      if f"{name}/{k}" in metrics]
         if "perf/img_per_s" in metrics:
             parts.append(f"{float(metrics['perf/img_per_s']):.1f} img/s")
         done, left = epoch + 1 - self._first_epoch, 0 if trainer.should_stop else (total or 0) - epoch - 1
         eta = (time.monotonic() - self._start) / done * left if done > 0 and left > 0 else None
-        timer = find_callback(trainer, Timer)
-        if eta is not None and timer is not None and timer.time_remaining("train") is not None:  # max_time
-            eta = min(eta, timer.time_remaining("train"))
+        budget = find_callback(trainer, TimeBudget)
+        if eta is not None and budget is not None and budget.remaining() is not None:
+            eta = min(eta, budget.remaining())
         if eta and eta > 0:
             parts.append(f"ETA {eta / 60:.1f} min")
         log.info(" | ".join(parts))
@@ -111,3 +111,13 @@ class EpochSummary(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._report(trainer)
+
+
+class ProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, counting epochs as the log and checkpoints do: from 1, out
+    of the planned number ("Epoch 3/31", not "Epoch 2/999" under a time budget)."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        total = self.trainer.max_epochs
+        text = f"Epoch {current_epoch + 1}" + (f"/{total}" if total and total > 0 else "")
+        return f"{text:{len(self.validation_description)}}" if len(self.validation_description) > len(text) else text

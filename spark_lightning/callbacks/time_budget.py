@@ -1,14 +1,21 @@
 """Whole epochs within ``trainer.max_time``, with the learning-rate schedule ending on time.
 
-Lightning's ``max_time`` stops a run in the middle of an epoch, which is then never validated,
-and a step-based schedule never reaches its final learning rate on a slower machine. This
-callback measures the epochs (validation included), plans the last one that fits the budget,
-stops after it, and tells the schedule how far along the planned run is.
+Lightning's own ``max_time`` stops a run in the middle of an epoch (which is then validated
+and recorded as if whole), and a step-based schedule never reaches its final learning rate on
+a slower machine. This callback takes the budget over: it measures the epochs (validation
+included), plans how many whole epochs fit and sets the trainer's epoch limit to that (so the
+progress bar and the log show the plan, and the run ends after a whole epoch), and tells the
+schedule how far along the planned run it is.
+
+Its state (budget, time used, epoch times, plan) lives in the checkpoint: a resumed run plans
+the *remaining* time and its schedule continues where it was. Under DDP, the plan is made on
+rank 0 and broadcast, so every rank stops after the same epoch and follows the same schedule.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import lightning as L
@@ -18,16 +25,16 @@ log = logging.getLogger(__name__)
 
 
 def find_callback(trainer: L.Trainer, kind: type) -> L.Callback | None:
-    """The trainer's callback of this type (Lightning adds a ``Timer`` when ``max_time`` is set)."""
+    """The trainer's callback of this type."""
     return next((c for c in trainer.callbacks if isinstance(c, kind)), None)
 
 
 def share_used(trainer: L.Trainer) -> float:
-    """Share of the time budget used so far, for the learning-rate schedule: of the planned whole
-    epochs (TimeBudget), else of ``trainer.max_time``; 0 without a time limit."""
+    """Share of the run done, for the learning-rate schedule: of the planned whole epochs
+    (TimeBudget), else of Lightning's ``max_time``; 0 without a time limit."""
     budget = find_callback(trainer, TimeBudget)
-    if budget is not None and (progress := budget.progress()) is not None:
-        return progress
+    if budget is not None and budget.budget_s is not None:
+        return budget.progress(trainer)
     timer = find_callback(trainer, Timer)
     if timer is None or timer.time_remaining("train") is None:
         return 0.0
@@ -35,48 +42,121 @@ def share_used(trainer: L.Trainer) -> float:
     return elapsed / max(1e-9, elapsed + remaining)
 
 
+def parse_duration(value: str | float | int | None) -> float | None:
+    """``trainer.max_time`` as seconds: "DD:HH:MM:SS" (Lightning's form), or a number of seconds."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        parts = str(value).strip().split(":")
+        if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(value)
+        days, hours, minutes, secs = (int(p) for p in parts)
+        seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
+    if not seconds > 0:
+        raise ValueError(value)
+    return seconds
+
+
 class TimeBudget(L.Callback):
-    """Plan the run as the whole epochs that fit ``trainer.max_time``; no-op without it."""
+    """Plan the run as the whole epochs that fit ``max_time`` (seconds or "DD:HH:MM:SS");
+    no-op when it is None.
 
-    def __init__(self, margin: float = 0.02) -> None:
-        self.margin = margin
-        self._start = self._epoch_start = 0.0
-        self._durations: list[float] = []
-        self.planned_epochs: int | None = None
+    Args:
+        max_time: the budget; the trainer is built without Lightning's own ``max_time``.
+        margin: share of the budget kept free (epoch times vary).
+        probe_batches: after this many batches of the first epoch, estimate the epoch's length
+            and say at once when a single epoch does not fit.
+    """
 
-    @staticmethod
-    def _budget(trainer: L.Trainer) -> float | None:
-        timer = find_callback(trainer, Timer)
-        if timer is None or timer.time_remaining("train") is None:
-            return None
-        return timer.time_elapsed("train") + timer.time_remaining("train")
+    def __init__(self, max_time: str | float | None = None, margin: float = 0.02, probe_batches: int = 20) -> None:
+        self.budget_s = parse_duration(max_time)
+        self.margin, self.probe_batches = margin, probe_batches
+        self.used_before = 0.0  # seconds spent by earlier attempts of this run (from the checkpoint)
+        self.durations: list[float] = []  # whole epochs, validation included
+        self.planned_epochs: int | None = None  # total epochs of the run (counted from its very start)
+        self._done_share = 0.0  # the schedule never goes backwards
+        self._start: float | None = None  # this process's training start
+        self._epoch_start = 0.0
+        self._limit: int | None = None  # the user's max_epochs
+
+    def used(self) -> float:
+        return self.used_before + (time.monotonic() - self._start if self._start is not None else 0.0)
+
+    def remaining(self) -> float | None:
+        return None if self.budget_s is None else max(0.0, self.budget_s - self.used())
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start, self._first_epoch = time.monotonic(), trainer.current_epoch
+        if self.budget_s is None:
+            return
+        self._start = time.monotonic()
+        self._limit = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+        if self.used_before:
+            log.info("time budget %.1f min: %.1f min used before this resume, %.1f min left", self.budget_s / 60,
+                     self.used_before / 60, self.remaining() / 60)
+        if self.durations:  # resumed: plan the remaining time at once
+            self._plan(trainer, trainer.current_epoch, sum(self.durations) / len(self.durations))
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_start = time.monotonic()
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        budget = self._budget(trainer)
-        if budget is None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        """Early in the first epoch: estimate it, and plan from the estimate."""
+        if self.budget_s is None or self.durations or self.planned_epochs is not None:
             return
-        self._durations.append(time.monotonic() - self._epoch_start)
-        per_epoch, done = self._per_epoch(), len(self._durations)
-        fit = max(done, int((budget * (1 - self.margin)) / per_epoch))
-        if trainer.max_epochs and trainer.max_epochs > 0:
-            fit = min(fit, trainer.max_epochs - self._first_epoch)
-        if fit != self.planned_epochs:
-            log.info("time budget %.1f min: %.0f s per epoch -> %d epochs", budget / 60, per_epoch, fit)
-        self.planned_epochs = fit
-        if done >= fit:
-            trainer.should_stop = True  # after this epoch's validation, not in the middle of the next one
+        n = trainer.num_training_batches
+        k = min(self.probe_batches, max(1, int(n) // 10)) if math.isfinite(n) else self.probe_batches
+        if batch_idx + 1 != k:
+            return
+        estimate = (time.monotonic() - self._epoch_start) / k * n * 1.1  # + about a tenth for validation
+        if estimate > self.budget_s * (1 - self.margin) - (self.used() - (time.monotonic() - self._epoch_start)):
+            log.warning("time budget %.1f min: one epoch takes about %.1f min here (estimated from %d of %d batches), "
+                        "more than the budget: this run will train this one whole epoch and stop (epochs are never "
+                        "cut); lower data.size or the number of images, or raise trainer.max_time.",
+                        self.budget_s / 60, estimate / 60, k, n)
+        self._plan(trainer, trainer.current_epoch, estimate)
 
-    def _per_epoch(self) -> float:
-        return sum(self._durations) / len(self._durations)
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.budget_s is None:
+            return
+        self.durations.append(time.monotonic() - self._epoch_start)
+        self._plan(trainer, trainer.current_epoch + 1, sum(self.durations) / len(self.durations))
 
-    def progress(self) -> float | None:
-        """Share of the planned run done (by time), for the learning-rate schedule."""
-        if not self.planned_epochs or not self._durations:
-            return None
-        return min(1.0, (time.monotonic() - self._start) / (self._per_epoch() * self.planned_epochs))
+    def _plan(self, trainer: L.Trainer, done: int, per_epoch: float) -> None:
+        """Total epochs that fit (at least ``done``, at least one), decided on rank 0 and set as
+        the trainer's epoch limit."""
+        left = self.budget_s * (1 - self.margin) - self.used()
+        if done == trainer.current_epoch and not self.durations:  # mid-way through the first epoch
+            left += time.monotonic() - self._epoch_start
+        planned = max(done, 1, done + int(max(0.0, left) // max(per_epoch, 1e-9)))
+        if self._limit is not None:
+            planned = min(planned, self._limit)
+        planned = int(trainer.strategy.broadcast(planned, src=0))
+        if planned != self.planned_epochs:
+            log.info("time budget %.1f min: %.0f s per epoch -> %d epochs", self.budget_s / 60, per_epoch, planned)
+        self.planned_epochs = planned
+        trainer.fit_loop.max_epochs = planned  # the run ends after a whole epoch; the bar shows the plan
+
+    def progress(self, trainer: L.Trainer) -> float:
+        """Share of the planned run done, from optimizer steps (the same on every rank)."""
+        if not self.planned_epochs:
+            return self._done_share
+        per_epoch = max(1.0, trainer.num_training_batches / max(1, trainer.accumulate_grad_batches))
+        share = min(1.0, trainer.global_step / (per_epoch * self.planned_epochs)) if math.isfinite(per_epoch) else 0.0
+        self._done_share = max(self._done_share, share)
+        return self._done_share
+
+    def state_dict(self) -> dict:
+        return {"budget_s": self.budget_s, "used": self.used(), "durations": list(self.durations),
+                "planned_epochs": self.planned_epochs, "done_share": self._done_share}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if state_dict.get("budget_s") is None or self.budget_s is None:
+            return  # a budget is not carried into a run that has none (or the other way round)
+        if state_dict["budget_s"] != self.budget_s:
+            log.info("time budget changed from %.1f to %.1f min on resume", state_dict["budget_s"] / 60, self.budget_s / 60)
+        self.used_before = float(state_dict.get("used", 0.0))
+        self.durations = list(state_dict.get("durations", []))
+        self.planned_epochs = state_dict.get("planned_epochs")
+        self._done_share = float(state_dict.get("done_share", 0.0))

@@ -96,6 +96,31 @@ def _weights_source(name: str, weights: str) -> tuple[str, str]:
     return f"the Hugging Face repo {repo}", f"{hub}/hub/models--{repo.replace('/', '--')}"
 
 
+def weights_cached(arch: str, encoder: str, weights: str = "imagenet") -> bool:
+    """Whether an encoder's pretrained weights are already in the local cache (no download)."""
+    name = "mobilenet_v3_large" if arch in TORCHVISION_ARCHS else encoder
+    if name == "mobilenet_v3_large":
+        torch_home = Path(os.environ.get("TORCH_HOME", "~/.cache/torch")).expanduser()
+        return any((torch_home / "hub" / "checkpoints").glob("mobilenet_v3_large-*.pth"))
+    folder = Path(_weights_source(name, weights)[1]).expanduser()
+    candidates = [folder] if not name.startswith("tu-") else list(folder.parent.glob(folder.name + "*"))
+    return any(any((c / "snapshots").glob("*/*")) for c in candidates if (c / "snapshots").is_dir())
+
+
+def resolve_weights(arch: str, encoder: str, weights: str | None) -> tuple[str | None, str]:
+    """``encoder_weights``: "auto" becomes "imagenet" when the weights are in the local cache,
+    else None (random init); returns the value and a phrase for the run's plan."""
+    if arch in OWN_ARCHS or weights is None:
+        return None, "random init"
+    if weights != "auto":
+        return weights, f"{weights} weights (model.encoder_weights={weights})"
+    if weights_cached(arch, encoder):
+        return "imagenet", "ImageNet weights (found in the local cache)"
+    folder = _weights_source("mobilenet_v3_large" if arch in TORCHVISION_ARCHS else encoder, "imagenet")[1]
+    return None, (f"random init: no ImageNet weights for {encoder} in the local cache ({folder}); copy them there "
+                  "or set model.weights_path=FILE to start from them")
+
+
 def _pretrained_error(name: str, arch: str, weights: str, err: Exception, elapsed: float) -> ConfigError:
     source, folder = _weights_source(name, weights)
     fetch = (f"python -c \"from spark_lightning.models import build_model; "
@@ -169,6 +194,8 @@ def build_model(
         channels_last = torch.cuda.is_available()
     elif not isinstance(channels_last, bool):
         raise ConfigError(f"model.channels_last={channels_last!r}: use true, false or auto.")
+    if encoder_weights == "auto":
+        encoder_weights, _ = resolve_weights(arch, encoder, encoder_weights)
     load_hub = encoder_weights if weights_path is None else None
     model, encoder_module, dict_output, stride = _network(arch, encoder, num_classes, load_hub, **kwargs)
     if weights_path is not None:

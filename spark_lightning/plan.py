@@ -1,0 +1,195 @@
+"""Resolve once, then build.
+
+Everything a training run decides from the machine and from earlier state is settled here,
+in one place, before anything is built: values are checked (one line naming the key, the
+value and what is allowed), the precision that will really run (16-mixed falls back to
+32-true without CUDA), ``channels_last`` and ``encoder_weights`` "auto", the checkpoint to
+resume from and the W&B run to continue, the W&B name/group/tags, and the VRAM budget's
+micro-batch x accumulation. The result, the plan, is read-only: it is written as
+``config.yaml`` and printed as one block, and the builders only read it.
+
+Under DDP, ranks other than 0 do not resolve again: they read rank 0's ``config.yaml``, so
+every rank builds the same run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from spark_lightning.checks import TRAIN_RULES, check_model, check_values
+from spark_lightning.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def is_rank_zero() -> bool:
+    """Whether this is the first process of a (possibly distributed) run, as the launcher's
+    environment says (Lightning, torchrun and SLURM set these for the other ranks)."""
+    return all(int(os.environ.get(k, 0) or 0) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
+def _device(cfg: DictConfig) -> str:
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"trainer.accelerator={accelerator} but this machine has no CUDA GPU: use "
+                              "trainer.accelerator=auto (or cpu).")
+        return "cuda"
+    return "cpu"
+
+
+def resolve_precision(precision: Any, device: str) -> Any:
+    """Mixed fp16 needs CUDA; on a CPU-only run fall back to 32-true and say so."""
+    if device == "cpu" and precision is not None and str(precision).startswith("16"):
+        log.info("trainer.precision=%s needs a CUDA GPU; this run is on CPU, using 32-true", precision)
+        return "32-true"
+    return precision
+
+
+def resolve_train(cfg: DictConfig) -> DictConfig:
+    """The plan of a training run (see the module docstring); writes ``config.yaml``."""
+    output_dir = Path(cfg.paths.output_dir)
+    if not is_rank_zero() and (output_dir / "config.yaml").is_file():
+        plan = OmegaConf.load(output_dir / "config.yaml")
+        OmegaConf.set_readonly(plan, True)
+        return plan
+    check_values(cfg, TRAIN_RULES)
+    check_model(cfg)
+    plan = cfg.copy()
+    with open_dict(plan):
+        device = _device(plan)
+        notes = _resolve_model(plan, device)
+        notes["precision"] = str(plan.trainer.get("precision"))
+        plan.trainer.precision = resolve_precision(plan.trainer.get("precision"), device)
+        from spark_lightning.builders import resume_checkpoint
+        from spark_lightning import wandb_run
+
+        plan.ckpt_path = resume_checkpoint(plan)
+        wandb_run.configure(plan)
+        budget = _apply_budget(plan)
+    OmegaConf.resolve(plan)
+    OmegaConf.set_readonly(plan, True)
+    from spark_lightning.atomic import write_text_atomic
+
+    write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(plan))
+    log.info("%s", describe(plan, device, notes, budget))
+    return plan
+
+
+def _resolve_model(plan: DictConfig, device: str) -> dict[str, str]:
+    from spark_lightning.models.factory import resolve_weights
+
+    model = plan.model
+    if model.get("channels_last") == "auto":
+        model.channels_last = device == "cuda"
+    notes = {}
+    if model.get("weights_path"):
+        notes["weights"] = f"encoder weights from {model.weights_path}"
+    elif "encoder_weights" in model:
+        model.encoder_weights, notes["weights"] = resolve_weights(model.arch, model.get("encoder"), model.encoder_weights)
+    else:
+        notes["weights"] = "random init"
+    return notes
+
+
+def _apply_budget(plan: DictConfig) -> dict | None:
+    from spark_lightning.budget import apply_budget
+    from spark_lightning.builders import build_module
+
+    return apply_budget(plan, build_module)
+
+
+# -- the printed plan ------------------------------------------------------------------------
+
+def _short(target: Any) -> str:
+    return str(target or "").rsplit(".", 1)[-1]
+
+
+def _loss(loss: dict) -> str:
+    if _short(loss.get("_target_")) == "WeightedSum":
+        weights = loss.get("weights") or {}
+        return " + ".join(f"{weights.get(k, 1.0):g} {_short(v.get('_target_'))}" for k, v in loss["losses"].items())
+    return _short(loss.get("_target_"))
+
+
+def _loggers(plan: DictConfig) -> str:
+    names = []
+    for name, value in (plan.get("logger") or {}).items():
+        if value is None:
+            continue
+        if name == "wandb":
+            mode = os.environ.get("WANDB_MODE", "online")
+            names.append(f"W&B {mode}" + (" (wandb sync <run dir>/wandb/offline-run-* later)" if mode == "offline" else ""))
+        else:
+            names.append(name)
+    return ", ".join(names) or "none"
+
+
+def _data(plan: DictConfig) -> str:
+    data = plan.data
+    dataset = data.dataset
+    if data.get("root"):
+        from hydra.utils import get_class
+
+        from spark_lightning.data.spark import SparkFormat
+
+        spark = issubclass(get_class(dataset._target_), SparkFormat)
+        return f"{data.root} ({'SPARK layout' if spark else 'format ' + _short(dataset._target_)})"
+    if "num_images" in dataset:
+        return (f"synthetic SPARK-like set, {dataset.num_images} renders of {dataset.size} px (seed {dataset.seed}), "
+                "generated once into the cache")
+    return f"format {_short(dataset._target_)}"
+
+
+def describe(plan: DictConfig, device: str, notes: dict[str, str], budget: dict | None) -> str:
+    """The plan as one block of lines, printed before any work."""
+    from spark_lightning.data.dataset import named_val_roots
+
+    data, trainer = plan.data, plan.trainer
+    extra = named_val_roots(data.get("extra_val_roots"))
+    if device == "cuda":
+        where = f"cuda: {torch.cuda.get_device_name(0)} x {trainer.get('devices', 1)}"
+    else:
+        where = f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    asked = notes.get("precision", trainer.precision)
+    scale = f"{data.size} px" if data.get("size") else "full resolution"
+    if data.get("crop"):
+        scale += f", random {data.crop} px crops"
+    micro, acc = data.batch_size, trainer.get("accumulate_grad_batches", 1)
+    batch = f"{micro} per step x {acc} accumulated = {micro * acc}"
+    if budget:
+        batch += f" (fits {budget['budget_gib']:.1f} GiB: peak {budget['peak_gib']:.2f} GiB)"
+    length = f"{trainer.max_epochs} epochs" if trainer.get("max_epochs", -1) != -1 else "no epoch limit"
+    if trainer.get("max_time"):
+        length = f"whole epochs within {trainer.max_time} (at most {length})"
+    schedule = _short((plan.get("scheduler") or {}).get("_target_")) or "constant"
+    optimizer = plan.optimizer
+    start = (f"resume from {plan.ckpt_path}" if plan.get("ckpt_path") else
+             f"fine-tune from {plan.init_from} (weights only)" if plan.get("init_from") else "a fresh run")
+    rows = [
+        ("recipe", (plan.get("recipe") or {}).get("about") or "as configured"),
+        ("data", _data(plan)),
+        ("validation", ", ".join([f"val ({data.get('val_split', 'val')} split)", *(f"val_{n} ({r})" for n, r in extra.items())])),
+        ("scale", scale),
+        ("model", f"{plan.model.get('arch')} / {plan.model.get('encoder')}, {notes.get('weights', 'random init')}"),
+        ("loss", _loss(plan.loss)),
+        ("optimizer", f"{_short(optimizer._target_)} lr {optimizer.lr:g}"
+                      + (f", weight decay {optimizer.weight_decay:g}" if optimizer.get("weight_decay") else "")
+                      + f"; schedule {schedule}"),
+        ("precision", f"{trainer.precision}" + ("" if str(trainer.precision) == str(asked) else f" (asked {asked})")),
+        ("device", where),
+        ("batch", batch),
+        ("length", length),
+        ("start", start),
+        ("best by", f"{plan.get('optimized_metric')} ({plan.get('optimized_mode', 'max')})"),
+        ("run dir", str(Path(plan.paths.output_dir).resolve())),
+        ("loggers", _loggers(plan)),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "plan\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
