@@ -28,7 +28,7 @@ def _instruments(rng: np.random.Generator, half: np.ndarray, count: int) -> list
         pos = rng.uniform(-0.7, 0.7, 3) * half
         size = rng.uniform(0.1, 0.35, 3) * half.max()
         pos[axis] = sign * (half[axis] + size[axis] / 2)
-        material = str(rng.choice(["dark", "metal", "silver_foil", "white"]))
+        material = str(rng.choice(["dark", "metal", "silver_foil", "white", "black"]))
         if rng.random() < 0.5:
             parts += box(pos, size, material)
         else:
@@ -67,9 +67,9 @@ def _box_craft(rng, sun, size, foil: str, wings: int, wing_len: float, wing_w: f
     """A box bus with instruments, ``wings`` solar wings along +-x and a few antennas."""
     size = np.asarray(size) * rng.uniform(0.65, 0.95, 3)
     half = size / 2
-    parts = box((0, 0, 0), size, foil) + _instruments(rng, half, int(rng.integers(1, 5)))
+    parts = box((0, 0, 0), size, foil) + _instruments(rng, half, int(rng.integers(2, 9)))  # real buses are busy
     normal = sun_facing(rng, np.array([1.0, 0.0, 0.0]), sun)
-    cells = (int(rng.integers(4, 10)), int(rng.integers(3, 7)))
+    cells = (int(rng.integers(6, 20)), int(rng.integers(4, 12)))
     material = _panel_material(rng)
     for side in (1, -1)[:wings]:
         parts += wing((side * half[0], 0, 0), (side, 0, 0), normal, wing_len * rng.uniform(0.8, 1.2),
@@ -97,7 +97,7 @@ def _cheops(rng, sun):
 
 def _lisa_pathfinder(rng, sun):
     r, h = 0.75 * rng.uniform(0.9, 1.1), 0.35 * rng.uniform(0.9, 1.2)
-    parts = prism((0, 0, -h / 2), (0, 0, h / 2), r, 8, "gold_foil")
+    parts = prism((0, 0, -h / 2), (0, 0, h / 2), r, 8, str(rng.choice(["orange_foil", "gold_foil"])))
     parts += disc((0, 0, -h / 2 - 0.02), (0, 0, -1), r * 0.98, 8, _panel_material(rng), PANEL, "panel_back", (8, 8))
     parts += prism((0, 0, h / 2), (0, 0, h / 2 + 0.5), r * 0.6, 8, "gold_foil", "silver_foil")
     return parts + _instruments(rng, np.array([r * 0.6, r * 0.6, h]), 3) + _antennas(rng, np.array([r, r, h]), int(rng.integers(0, 3)), 1.5)
@@ -123,7 +123,8 @@ def _proba2(rng, sun):
 
 
 def _proba3(rng, sun):
-    return _box_craft(rng, sun, (1.0, 0.8, 0.8), "silver_foil", int(rng.integers(1, 3)), 2.6, 0.75, 2)
+    return _box_craft(rng, sun, (1.0, 0.8, 0.8), str(rng.choice(["black", "silver_foil"])), int(rng.integers(1, 3)), 2.6,
+                      0.75, 2, lambda r, h: dish((0, 0, h[2]), (0, 0, 1), 0.55 * h[0] * 2, 0.08, "metal"))
 
 
 def _proba3_ocs(rng, sun):
@@ -144,7 +145,7 @@ def _soho(rng, sun):
 
 def _xmm_newton(rng, sun):
     length, r = 5.5 * rng.uniform(0.9, 1.1), 0.25 * rng.uniform(0.9, 1.1)
-    parts = prism((0, 0, 0), (0, 0, length), r, 12, "silver_foil", "dark")
+    parts = prism((0, 0, 0), (0, 0, length), r, 12, str(rng.choice(["silver_foil", "dark", "black"])), "dark")
     parts += box((0, 0, -0.35), (0.9, 0.9, 0.7), "silver_foil") + box((0, 0, length + 0.15), (0.7, 0.7, 0.3), "white")
     normal = sun_facing(rng, np.array([1.0, 0.0, 0.0]), sun)
     material = _panel_material(rng)

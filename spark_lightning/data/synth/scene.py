@@ -23,11 +23,13 @@ from spark_lightning.data.synth import sun as sun_glare
 from spark_lightning.data.synth.craft import build_craft
 from spark_lightning.data.synth.shapes import BODY, Part
 
-RENDER_VERSION = 4  # part of the cached set's folder name: bump when the pictures change
+RENDER_VERSION = 6  # part of the cached set's folder name: bump when the pictures change
 
 # albedo (RGB, 0..1), texture strength, specular strength, shininess
 MATERIALS = {
     "gold_foil": ((0.95, 0.66, 0.26), 0.6, 0.9, 12),
+    "orange_foil": ((0.92, 0.45, 0.12), 0.5, 0.8, 12),  # LISA Pathfinder's orange blankets
+    "black": ((0.035, 0.035, 0.04), 0.1, 0.5, 40),  # black-painted buses (Proba-3)
     "silver_foil": ((0.78, 0.78, 0.82), 0.55, 0.9, 12),
     "white": ((0.80, 0.80, 0.78), 0.08, 0.15, 8),
     "dark": ((0.09, 0.09, 0.10), 0.15, 0.4, 30),
@@ -202,7 +204,7 @@ def _shade(rng: np.random.Generator, cam: Camera, face_id: np.ndarray, faces: li
     glint = spec * np.clip((normals * half).sum(1), 0, None) ** (shine / (1 + texture * 3 * crinkle)) * lit
     shade = albedo * (fill + diffuse[:, None]) * (1 + texture * (crinkle - 0.75))[:, None]
     out = np.zeros((cam.size, cam.size, 3), np.float32)
-    out[ys, xs] = (shade + glint[:, None]) * 255 * rng.uniform(0.3, 0.75)
+    out[ys, xs] = (shade + glint[:, None]) * 255 * rng.uniform(0.35, 0.95)
     return out
 
 
@@ -223,7 +225,7 @@ def render_scene(rng: np.random.Generator, size: int, craft: int) -> tuple[np.nd
         if (mask == BODY).any() and _lit_share(face_id, faces, sun) >= 0.1:
             break
     background, kind = world.background(rng, size)
-    fill = rng.uniform(0.02, 0.25) + (rng.uniform(0.05, 0.2) if kind != "space" else 0.0)  # + earthshine
+    fill = rng.uniform(0.04, 0.3) + (rng.uniform(0.05, 0.2) if kind != "space" else 0.0)  # + earthshine
     craft_light = _shade(rng, cam, face_id, faces, face_verts, sun, fill)
     image = np.where(drawn[..., None], craft_light, background)
     if rng.random() < world.SUN_GLARE:

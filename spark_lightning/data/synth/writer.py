@@ -10,6 +10,7 @@ temp folders left by killed runs.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import shutil
@@ -22,11 +23,13 @@ import numpy as np
 
 from spark_lightning.atomic import clean_stale_temps, explain_os_error, temp_name
 from spark_lightning.data.spark import IMAGE_SUFFIX, MASK_SUFFIX, SPACECRAFT, encode_mask
-from spark_lightning.data.synth.scene import render_scene
+from spark_lightning.data.synth.scene import RENDER_VERSION, render_scene
+from spark_lightning.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 TEST_DIR = "stream-1-test"
+MANIFEST = "synthetic.json"  # what wrote the set: overwrite=true replaces only such folders
 Job = tuple[Path, str, "str | None", int, int, int, int]  # folder, name, split, craft, size, seed, index
 
 
@@ -104,9 +107,13 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     Without ``overwrite``, a set another process finished meanwhile wins and ours is dropped.
     """
     old = None
-    if out.exists() and not overwrite:
+    if out.exists() and is_synthetic_set(out) and not overwrite:
         log.info("%s was written by another process meanwhile: using it", out)
         return
+    if out.exists() and not is_synthetic_set(out):  # an empty folder, or a foreign one appeared meanwhile
+        if any(out.iterdir()):
+            raise ConfigError(f"out={out} is not a synthetic set written by spark_lightning: nothing was changed.")
+        out.rmdir()
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}.tmp-{os.getpid()}")
         os.replace(out, old)
@@ -117,11 +124,34 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
 
 def _check_args(num_images: int, size: int, val_fraction: float) -> None:
     if num_images < 2:
-        raise ValueError(f"num_images={num_images}: need at least 2 (one train, one val).")
+        raise ConfigError(f"num_images={num_images}: need at least 2 (one train, one val).")
     if size < 16:
-        raise ValueError(f"size={size}: images must be at least 16 pixels wide.")
+        raise ConfigError(f"size={size}: images must be at least 16 pixels wide.")
     if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction={val_fraction} must lie strictly between 0 and 1.")
+        raise ConfigError(f"val_fraction={val_fraction} must lie strictly between 0 and 1.")
+
+
+def is_synthetic_set(folder: Path) -> bool:
+    """Whether ``folder`` is a set this generator wrote (its manifest says so): the only kind of
+    folder ``overwrite=true`` may replace."""
+    try:
+        return json.loads((folder / MANIFEST).read_text()).get("generator") == "spark_lightning.synth"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse a file, and any folder that is not one of our sets; an existing set needs overwrite."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out={out} is a file: give a folder for the synthetic set (nothing was changed).")
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if not is_synthetic_set(out):
+        raise ConfigError(f"out={out} exists and is not a synthetic set written by spark_lightning (no {MANIFEST}): "
+                          "choose another out= (nothing was changed; this folder is never deleted).")
+    if not overwrite:
+        raise FileExistsError(f"{out} already holds a synthetic set: choose another out=, or set overwrite=true "
+                              "to replace it.")
 
 
 def generate(
@@ -137,8 +167,7 @@ def generate(
     """Write a synthetic data set in the SPARK layout and return its root."""
     _check_args(num_images, size, val_fraction)
     out = Path(out).expanduser().resolve()
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists: delete it, choose another out=, or set overwrite=true.")
+    _check_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in clean_stale_temps(out.parent, out.name + "*"):
         log.info("removed %s, left by an interrupted generation", stale)
@@ -154,6 +183,9 @@ def generate(
                 writer = csv.writer(f)
                 writer.writerow(["image", "mask", "spacecraft", "class_index"])
                 writer.writerows(split_rows)
+        (tmp / MANIFEST).write_text(json.dumps({"generator": "spark_lightning.synth", "render_version": RENDER_VERSION,
+                                                "num_images": num_images, "size": size, "seed": seed,
+                                                "val_fraction": val_fraction, "num_test": num_test}, indent=2))
         _swap_into_place(tmp, out, overwrite)
     except OSError as err:
         raise explain_os_error(err, out, "write the synthetic set to") from err
