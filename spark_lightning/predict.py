@@ -1,19 +1,9 @@
-"""``python -m spark_lightning.predict ...``: see conf/predict.yaml for the options."""
+"""``python -m spark_lightning.predict ckpt=... input=DIR output=DIR``: see conf/predict.yaml."""
 
-from __future__ import annotations
-
-import hydra
-from omegaconf import DictConfig
-
-from spark_lightning import CONF_DIR
-from spark_lightning.runtime import run_cli
+from spark_lightning.runtime import command
 from spark_lightning.tasks import run_predict
 
-
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
-def main(cfg: DictConfig) -> None:
-    run_cli(run_predict, cfg)
-
+main = command("predict", run_predict)
 
 if __name__ == "__main__":
     main()

@@ -42,13 +42,15 @@ def task_wrapper(task: Callable[[DictConfig], dict[str, Any]]) -> Callable[[Dict
         quiet_libraries()
         output_dir = Path(cfg.paths.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "FAILED").unlink(missing_ok=True)  # from an earlier attempt of a resumed run
+        for marker in ("FAILED", "PRUNED"):  # from an earlier attempt of a resumed run
+            (output_dir / marker).unlink(missing_ok=True)
         log.info("run directory: %s", output_dir.resolve())
         name = task.__name__.removeprefix("run_")
         try:
             return task(cfg)
-        except RunDirBusy:
-            raise  # the run directory is another process's: leave no marker in it
+        except RunDirBusy as err:  # the run directory is another process's: leave no marker in it
+            log.error("%s failed: %s", name, err)
+            raise
         except Exception as err:
             cause = root_cause(err)
             (output_dir / "FAILED").write_text(f"{type(cause).__name__}: {one_line(cause)}\n")
@@ -178,3 +180,40 @@ def quiet_libraries() -> None:
             logger.addFilter(drop)
     for name in ("onnxscript", "onnx_ir", "torch.onnx", "torch._dynamo", "torch.export"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def command(config_name: str, task: Callable[[DictConfig], dict[str, Any]], *,
+            prepare: Callable[[DictConfig], DictConfig] | None = None,
+            positional: str | None = None) -> Callable[[], Any]:
+    """The ``main()`` of a ``python -m spark_lightning.<name>`` command, the one pattern all of
+    them share: Hydra composes ``conf/<config_name>.yaml`` with the command line, ``prepare``
+    may adjust the config (the train command picks its recipe), the task runs under
+    ``run_cli`` (one-line errors), and its ``value`` (the train command's best metric) goes
+    back to Hydra's sweepers. ``positional`` names the key a first bare argument sets
+    (``report SWEEP_DIR`` = ``report sweep_dir=SWEEP_DIR``)."""
+    import hydra
+
+    from spark_lightning import CONF_DIR
+
+    @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
+    def _main(cfg: DictConfig) -> Any:
+        cfg = prepare(cfg) if prepare else cfg
+        return run_cli(task, cfg).get("value")
+
+    def main() -> Any:
+        args = sys.argv[1:]
+        if positional and args and "=" not in args[0] and not args[0].startswith("-"):
+            sys.argv[1:] = [f"{positional}={args[0]}", *args[1:]]
+        return _main()
+
+    return main
+
+
+def subcommands(default: Callable[[], Any], **others: Callable[[], Any]) -> Callable[[], Any]:
+    """``main()`` choosing among commands by a first bare word (``synth compare ...``)."""
+    def main() -> Any:
+        if len(sys.argv) > 1 and sys.argv[1] in others:
+            return others[sys.argv.pop(1)]()
+        return default()
+
+    return main

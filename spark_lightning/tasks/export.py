@@ -1,4 +1,5 @@
-"""ONNX export of a trained network, checked against PyTorch with onnxruntime.
+"""``python -m spark_lightning.export``: a checkpoint's network as ONNX, checked against PyTorch
+with onnxruntime.
 
 The graph takes float32 pixels (B, 3, H, W) in [0, 255] and returns logits (B, C, H, W):
 normalisation, stride padding and cropping are inside it, as in ``SegmentationNet``. Models
@@ -12,12 +13,17 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from spark_lightning.atomic import explain_os_error
+from spark_lightning.errors import ConfigError, SparkDataError
+from spark_lightning.plan import format_plan
+from spark_lightning.runtime import task_wrapper
 
 log = logging.getLogger(__name__)
 INLINE_LIMIT = 1.8 * 1024**3  # protobuf's 2 GB file limit, with room for the graph
@@ -82,3 +88,44 @@ def onnx_parity(net: nn.Module, path: Path, inputs: list[torch.Tensor]) -> dict[
         total += ref.shape[0] * ref.shape[2] * ref.shape[3]
     return {"max_abs_diff": worst, "max_rel_diff": worst / scale, "argmax_agreement": agree / total}
 
+
+@task_wrapper
+def run_export(cfg: DictConfig) -> dict[str, Any]:
+    """Export a checkpoint's network to ONNX and check it against PyTorch."""
+    if cfg.format != "onnx":
+        raise ConfigError(f"format={cfg.format!r}: only 'onnx' is supported.")
+    from spark_lightning.checkpoints import load_network
+
+    net, info = load_network(cfg.ckpt)
+    size = info.get("size") or 512
+    out = Path(cfg.output or Path(cfg.ckpt).with_suffix(".onnx")).expanduser()
+    log.info("%s", format_plan([("checkpoint", f"{cfg.ckpt}: {info['model'].get('arch')}/{info['model'].get('encoder')}"),
+                                ("output", f"{out} (ONNX opset {cfg.opset}, "
+                                           f"{'dynamic' if cfg.dynamic_spatial else 'fixed'} height/width)"),
+                                ("check", f"onnxruntime vs PyTorch at {size} px, tolerance {cfg.tolerance}")]))
+    if not out.parent.is_dir():
+        raise SparkDataError(f"output={out}: folder {out.parent} does not exist; create it or choose another output=.")
+    dynamic = export_onnx(net, out, size, cfg.opset, cfg.dynamic_spatial)
+    inputs = [torch.rand(1, 3, size, size) * 255, torch.rand(3, 3, size, size) * 255, _parity_image(cfg, size)]
+    if dynamic:
+        inputs.append(torch.rand(1, 3, size + 6, size - 10) * 255)
+    parity = onnx_parity(net, out, inputs)
+    print(f"exported {out} ({out.stat().st_size / 2**20:.1f} MiB, dynamic batch{', height, width' if dynamic else ''}); "
+          f"vs PyTorch on {len(inputs)} inputs incl. a {size}x{size} image: max abs diff {parity['max_abs_diff']:.3g} "
+          f"({parity['max_rel_diff']:.2g} of the largest logit), argmax agreement {parity['argmax_agreement']:.4%}")
+    if parity["max_rel_diff"] > cfg.tolerance or parity["argmax_agreement"] < cfg.min_argmax_agreement:
+        raise RuntimeError(f"ONNX output differs from PyTorch beyond tolerance ({parity}): {out}")
+    return {"path": out, **parity, "dynamic_spatial": dynamic}
+
+
+def _parity_image(cfg: DictConfig, size: int) -> torch.Tensor:
+    """A real image at the network's working size (``image=PATH``), else a 1024 px synthetic render."""
+    from spark_lightning.data.formats import read_rgb, resize_image
+
+    if cfg.get("image"):
+        rgb = read_rgb(Path(cfg.image).expanduser(), size)
+    else:
+        from spark_lightning.data.synth import render_scene
+
+        rgb = resize_image(render_scene(np.random.default_rng(0), 1024, 0)[0], size)
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].float()

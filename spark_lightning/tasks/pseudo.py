@@ -1,4 +1,4 @@
-"""A pseudo-labelling round: a trained model labels unlabelled images where it is confident.
+"""``python -m spark_lightning.pseudo``: a pseudo-labelling round: a trained model labels unlabelled images where it is confident.
 
 Writes a SPARK-layout folder (``images/pseudo/train/<name>_img.jpg`` and
 ``mask/pseudo/train/<name>_layer.png``, class ids with 255 where the model was unsure) and a
@@ -17,10 +17,12 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from spark_lightning.atomic import write_json_atomic, write_with
-from spark_lightning.data.formats import IGNORE
-from spark_lightning.data.spark import IMAGE_SUFFIX, PSEUDO_MANIFEST, SparkFormat
+from spark_lightning.checks import PREDICT_RULES, check_values
+from spark_lightning.data.formats import IGNORE, IMAGE_MARK
+from spark_lightning.data.spark import PSEUDO_MANIFEST, SparkFormat
 from spark_lightning.errors import ConfigError
 from spark_lightning.inference import checkpoint_list, iter_predictions, load_predictors, pick_device
+from spark_lightning.plan import format_plan, predictor_rows
 from spark_lightning.runtime import task_wrapper
 
 log = logging.getLogger(__name__)
@@ -43,8 +45,11 @@ def run_pseudo(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.output).expanduser()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output={out} is a file: give a folder for the pseudo-labelled set.")
+    check_values(cfg, PREDICT_RULES)
     device = pick_device(cfg.predict.device)
     predictors = load_predictors(cfg.ckpt, cfg.predict, device)
+    log.info("%s", format_plan([*predictor_rows(predictors, device), ("input", str(cfg.input)), ("output", str(out)),
+                                ("labels", f"pixels at least {cfg.threshold} sure; the rest 255 (unlabelled)")]))
     fmt = SparkFormat()
     paths = fmt.find_images(cfg.input)
     images, masks = out / "images" / GROUP / "train", out / "mask" / GROUP / "train"
@@ -56,7 +61,7 @@ def run_pseudo(cfg: DictConfig) -> dict[str, Any]:
         name = fmt.image_name(path)
         labels = confident_labels(probs, cfg.threshold)
         write_with(masks / f"{name}_layer.png", lambda f, lab=labels: Image.fromarray(lab).save(f, format="PNG"))
-        write_with(images / f"{name}{IMAGE_SUFFIX}", lambda f, p=path: f.write(p.read_bytes()))
+        write_with(images / f"{name}{IMAGE_MARK}{path.suffix.lower()}", lambda f, p=path: f.write(p.read_bytes()))
         confident.append(float((labels != IGNORE).mean()))
     share = float(np.mean(confident))
     write_json_atomic(out / PSEUDO_MANIFEST, {"checkpoints": checkpoint_list(cfg.ckpt), "threshold": cfg.threshold,

@@ -1,5 +1,5 @@
-"""Scoring predictions against ground truth with the training metrics: the loop, the worst
-images, and breakdowns by spacecraft type and by object size."""
+"""Scoring predictions against ground truth with the training metrics, for the evaluate task:
+the loop, the worst images, and breakdowns by spacecraft type and by object size."""
 
 from __future__ import annotations
 
@@ -101,19 +101,23 @@ def evaluate_pairs(pairs: Iterable[tuple[Sample, np.ndarray | None]], fmt: Segme
 
 
 def breakdown_plot(path: Path, breakdowns: dict[str, dict[str, dict[str, float]]]) -> None:
-    """Bars of the SPARK score per spacecraft type and per object-size bin."""
+    """Bars of the SPARK score per spacecraft type and per object-size bin, each labelled with
+    its score and number of images."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(breakdowns), figsize=(6 * len(breakdowns), 4))
-    for ax, (name, table) in zip(np.atleast_1d(axes), breakdowns.items()):
+    rows = max(len(t) for t in breakdowns.values()) if breakdowns else 1
+    fig, axes = plt.subplots(1, len(breakdowns), figsize=(6.5 * len(breakdowns), 1.2 + 0.4 * rows), squeeze=False)
+    for ax, (name, table) in zip(axes[0], breakdowns.items()):
         labels = list(table)
-        ax.barh(labels, [table[k]["spark_score"] for k in labels])
+        scores = [table[k]["spark_score"] for k in labels]
+        ax.barh(labels, scores, color="#4878a8")
         for i, k in enumerate(labels):
-            ax.text(0.01, i, f"n={table[k]['images']}", va="center", fontsize=8, color="white")
+            ax.text(min(scores[i], 0.75) + 0.01, i, f"{scores[i]:.2f}  (n={table[k]['images']})", va="center", fontsize=8)
         ax.set_xlim(0, 1)
+        ax.invert_yaxis()
         ax.set_xlabel("SPARK score")
         ax.set_title(f"by {name}")
     fig.tight_layout()
