@@ -34,6 +34,7 @@ def _register_resolvers() -> None:
     from omegaconf import OmegaConf
 
     def job_dirname(num: int, overrides: str, max_len: int = 120) -> str:
+        overrides = overrides.replace("/", "_")  # a path in an override must not nest folders
         if len(overrides) > max_len:
             digest = hashlib.sha1(overrides.encode()).hexdigest()[:8]
             overrides = f"{overrides[: max_len - 9]}_{digest}"

@@ -86,28 +86,35 @@ def cuda_train_probe(module: torch.nn.Module, image_size: int, precision: str, o
     return probe
 
 
-def apply_budget(cfg: DictConfig, build_module: Callable[[DictConfig], torch.nn.Module]) -> dict | None:
-    """Set data.batch_size and trainer.accumulate_grad_batches from the budget; log the choice."""
+def apply_budget(cfg: DictConfig, build_module: Callable[[DictConfig], torch.nn.Module] | None,
+                 probe: Probe | None = None, total_bytes: float | None = None) -> dict | None:
+    """Set data.batch_size and trainer.accumulate_grad_batches from the budget; log the choice.
+
+    On CUDA the probe runs real train steps of ``build_module(cfg)``; ``probe`` and
+    ``total_bytes`` stand in for the GPU elsewhere (the GPU check's dry run)."""
     budget = cfg.get("budget")
     effective = budget.get("effective_batch_size") if budget else None
     if not budget or budget.get("vram_gb") is None or effective is None:
         return None
-    if not torch.cuda.is_available():
-        log.info("budget: no CUDA GPU, keeping data.batch_size=%s, accumulate_grad_batches=%s",
-                 cfg.data.batch_size, cfg.trainer.accumulate_grad_batches)
-        return None
-    total = torch.cuda.get_device_properties(0).total_memory
-    limit = min(budget.vram_gb * GiB, total) * (1 - budget.get("margin", 0.1))
-    module = build_module(cfg).cuda()
-    if cfg.model.get("channels_last"):
-        module.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(module.parameters())  # 2 states per weight: as heavy as any we ship
-    size = cfg.data.get("crop") or cfg.data.size
-    probe = cuda_train_probe(module.net, size, str(cfg.trainer.precision), optimizer, module.criterion)
+    module = None
+    if probe is None:
+        if not torch.cuda.is_available():
+            log.info("budget: no CUDA GPU, keeping data.batch_size=%s, accumulate_grad_batches=%s",
+                     cfg.data.batch_size, cfg.trainer.accumulate_grad_batches)
+            return None
+        total_bytes = torch.cuda.get_device_properties(0).total_memory
+        module = build_module(cfg).cuda()
+        if cfg.model.get("channels_last"):
+            module.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.AdamW(module.parameters())  # 2 states per weight: as heavy as any we ship
+        size = cfg.data.get("crop") or cfg.data.size
+        probe = cuda_train_probe(module.net, size, str(cfg.trainer.precision), optimizer, module.criterion)
+    limit = min(budget.vram_gb * GiB, total_bytes or float("inf")) * (1 - budget.get("margin", 0.1))
     micro_max = largest_fitting_batch(probe, limit, min(effective, budget.get("max_micro_batch", 64)))
     peak = probe(micro_max)
-    del module, optimizer
-    torch.cuda.empty_cache()
+    if module is not None:
+        del module, optimizer
+        torch.cuda.empty_cache()
     micro, accumulation = split_batch(effective, micro_max)
     with open_dict(cfg):
         cfg.data.batch_size = micro

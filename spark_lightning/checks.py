@@ -16,7 +16,7 @@ def _get(cfg: DictConfig, key: str) -> Any:
     return OmegaConf.select(cfg, key, default=None)
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -42,21 +42,21 @@ def _duration(v: Any) -> bool:
 
 Rule = tuple[str, Callable[[Any], bool], str]  # key, test of a non-null value, what is allowed
 TRAIN_RULES: list[Rule] = [
-    ("seed", lambda v: _is_int(v) and v >= 0, "a whole number >= 0, or null"),
-    ("data.batch_size", lambda v: _is_int(v) and v >= 1, "a whole number >= 1"),
-    ("data.num_workers", lambda v: _is_int(v) and v >= 0, "a whole number >= 0 (0 loads in the main process)"),
-    ("data.size", lambda v: _is_int(v) and v >= 16, "a whole number of pixels >= 16, or null (full resolution)"),
-    ("data.crop", lambda v: _is_int(v) and v >= 16, "a whole number of pixels >= 16, or null (no crops)"),
+    ("seed", lambda v: is_int(v) and v >= 0, "a whole number >= 0, or null"),
+    ("data.batch_size", lambda v: is_int(v) and v >= 1, "a whole number >= 1"),
+    ("data.num_workers", lambda v: is_int(v) and v >= 0, "a whole number >= 0 (0 loads in the main process)"),
+    ("data.size", lambda v: is_int(v) and v >= 16, "a whole number of pixels >= 16, or null (full resolution)"),
+    ("data.crop", lambda v: is_int(v) and v >= 16, "a whole number of pixels >= 16, or null (no crops)"),
     ("optimizer.lr", lambda v: _is_number(v) and v > 0, "a number > 0, e.g. 1e-3"),
     ("optimizer.weight_decay", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    ("trainer.max_epochs", lambda v: _is_int(v) and (v >= 1 or v == -1), "a whole number >= 1, or -1 (no limit)"),
+    ("trainer.max_epochs", lambda v: is_int(v) and (v >= 1 or v == -1), "a whole number >= 1, or -1 (no limit)"),
     ("trainer.max_time", _duration, 'a duration "DD:HH:MM:SS" (e.g. "00:02:00:00"), a number of seconds, or null'),
-    ("trainer.accumulate_grad_batches", lambda v: _is_int(v) and v >= 1, "a whole number >= 1"),
+    ("trainer.accumulate_grad_batches", lambda v: is_int(v) and v >= 1, "a whole number >= 1"),
     ("trainer.precision", lambda v: str(v) in _precisions(), "one of " + ", ".join(
         ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"))),
     ("trainer.gradient_clip_val", lambda v: _is_number(v) and v > 0, "a number > 0, or null"),
     ("budget.vram_gb", lambda v: _is_number(v) and v > 0, "a number of GB > 0, or null"),
-    ("budget.effective_batch_size", lambda v: _is_int(v) and v >= 1, "a whole number >= 1, or null"),
+    ("budget.effective_batch_size", lambda v: is_int(v) and v >= 1, "a whole number >= 1, or null"),
 ]
 
 
@@ -76,3 +76,12 @@ def check_model(cfg: DictConfig) -> None:
         raise ConfigError(f"model.encoder={model.get('encoder')} has no effect: this run trains the tiny network "
                           "(model=tiny, e.g. from debug=smoke). Drop debug=smoke (or choose model=...) to train "
                           "that encoder, or drop model.encoder.")
+
+
+PREDICT_RULES: list[Rule] = [
+    ("predict.batch_size", lambda v: is_int(v) and v >= 1, "a whole number >= 1"),
+    ("predict.num_workers", lambda v: is_int(v) and v >= 0, "a whole number >= 0"),
+    ("predict.size", lambda v: is_int(v) and v >= 16, "a whole number of pixels >= 16, or null (the checkpoint's)"),
+    ("predict.tile", lambda v: is_int(v) and v >= 16, "a whole number of pixels >= 16, or null (the checkpoint's)"),
+    ("predict.overlap", lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+]

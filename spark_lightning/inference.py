@@ -46,15 +46,15 @@ class PredictOptions:
             raise ConfigError(f"predict.mode={self.mode!r}: use one of {MODES}.")
         if self.tta not in TTAS:
             raise ConfigError(f"predict.tta={self.tta!r}: use one of {TTAS}.")
-        if not 0 <= self.overlap < 1:
+        if not isinstance(self.overlap, (int, float)) or not 0 <= self.overlap < 1:
             raise ConfigError(f"predict.overlap={self.overlap} must be in [0, 1).")
         if self.mode == "slide" and not self.tile:
             raise ConfigError("predict.mode=slide needs predict.tile (or a checkpoint trained with data.crop).")
-        if not self.scales or any(s <= 0 for s in self.scales):
+        if not self.scales or any(not isinstance(s, (int, float)) or s <= 0 for s in self.scales):
             raise ConfigError(f"predict.scales={list(self.scales)}: give positive factors, e.g. [0.75,1.0,1.25].")
         for key, value in (("predict.size", self.size), ("predict.tile", self.tile)):
-            if value is not None and value < 16:
-                raise ConfigError(f"{key}={value}: give at least 16 pixels, or null.")
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 16):
+                raise ConfigError(f"{key}={value}: give a whole number of pixels >= 16, or null.")
 
     def at_scale(self, scale: float) -> PredictOptions:
         """The options of one scale: working size and tile multiplied, rounded to 8 px."""
@@ -237,3 +237,4 @@ def load_predictors(ckpt: str | list, settings, device: str) -> list[Predictor]:
     if len(classes) > 1:
         raise ConfigError(f"the checkpoints of an ensemble must predict the same classes, got {sorted(classes)}.")
     return predictors
+

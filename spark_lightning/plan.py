@@ -14,6 +14,7 @@ every rank builds the same run.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from pathlib import Path
@@ -61,7 +62,7 @@ def resolve_train(cfg: DictConfig) -> DictConfig:
         return plan
     check_values(cfg, TRAIN_RULES)
     check_model(cfg)
-    plan = cfg.copy()
+    plan = copy.deepcopy(cfg)  # the caller's config stays as it was
     with open_dict(plan):
         device = _device(plan)
         notes = _resolve_model(plan, device)
@@ -191,5 +192,25 @@ def describe(plan: DictConfig, device: str, notes: dict[str, str], budget: dict 
         ("run dir", str(Path(plan.paths.output_dir).resolve())),
         ("loggers", _loggers(plan)),
     ]
+    return format_plan(rows)
+
+
+def format_plan(rows: list[tuple[str, str]]) -> str:
+    """The "plan" block every command prints before any work: one aligned line per item."""
     width = max(len(k) for k, _ in rows)
     return "plan\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def predictor_rows(predictors: list, device: str) -> list[tuple[str, str]]:
+    """What a prediction run will do, for the plan block: each checkpoint and how it predicts."""
+    rows = []
+    for p in predictors:
+        crop = f", {p.info['crop']} px crops" if p.info.get("crop") else ""
+        rows.append(("checkpoint", f"{p.source}: {p.info['model'].get('arch')}/{p.info['model'].get('encoder')}, "
+                                   f"trained at {p.info.get('size') or 'full'} px{crop}"))
+    o = predictors[0].options
+    at = f"{o.size} px" if o.size else "full resolution"
+    rows.append(("predicts", f"{o.mode} at {at}" + (f" (windows of {o.tile} px)" if o.mode == "slide" else "")
+                 + f", TTA {o.tta}, scales {list(o.scales)}" + (", ensemble mean" if len(predictors) > 1 else "")))
+    rows.append(("device", device))
+    return rows

@@ -50,3 +50,8 @@ def cli_overrides() -> list[str]:
     from hydra.core.hydra_config import HydraConfig
 
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def for_cli(cfg: DictConfig) -> DictConfig:
+    """``for_data`` with this command line's overrides (the train command's ``prepare`` step)."""
+    return for_data(cfg, cli_overrides())

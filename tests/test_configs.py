@@ -166,8 +166,8 @@ def test_default_run_is_the_cpu_recipe_and_the_headline_overrides_it():
 
 @pytest.mark.parametrize("variant", options("cpu_sweep"))
 def test_cpu_sweep_variant_changes_one_thing_of_the_study_base(variant):
-    """+cpu_sweep=base is the study's starting point (the default recipe with its earlier network);
-    every other variant of docs/recipes/cpu_default.md composes and changes something on top of it."""
+    """+cpu_sweep=base is the study's starting point (the default recipe as it was); every other
+    variant of docs/recipes/cpu_default.md changes exactly the one thing it is named after."""
     def leaves(overrides):
         return dict(_leaves(OmegaConf.to_container(compose_train(overrides), resolve=False)))
 
@@ -175,10 +175,16 @@ def test_cpu_sweep_variant_changes_one_thing_of_the_study_base(variant):
         return {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
 
     base = leaves(["+cpu_sweep=base"])
-    if variant == "base":
-        assert {k.split(".")[0] for k in changed(leaves([]), base)} == {"model"}
+    diff = changed(base, leaves([f"+cpu_sweep={variant}"]))
+    expected = {"base": set(), "size160": {"data.size"}, "size192": {"data.size"},
+                "images2000": {"data.dataset.num_images"}, "lr_6e3": {"optimizer.lr"},
+                "classweights": {"loss.losses.ce.weight"}}
+    prefix = {"mnv2lite": "model.", "strongaug": "aug.", "lovasz": "loss."}
+    if variant in expected:
+        assert diff == expected[variant]
     else:
-        assert changed(base, leaves([f"+cpu_sweep={variant}"]))
+        assert diff and all(k.startswith(prefix[variant]) for k in diff), diff
+    assert changed(leaves([]), base) == set()  # base is the default itself
 
 
 def test_seed_baseline_is_the_blog_setup():

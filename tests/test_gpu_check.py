@@ -25,6 +25,13 @@ def test_gpu_check_dry_runs_every_check(tmp_path, monkeypatch):
                  "training overhead vs raw"):
         assert name in checks, name
     assert all(r["ok"] for r in report["rows"]) and report["dry"]
+    speedup = next(r for r in report["rows"] if r["check"] == "mixed precision speed-up")
+    assert speedup["ratio"] > 0  # measured (tiny CPU steps), not a fixed "ok"
+    assert all(r["img_s"] > 0 and r["ratio"] > 0 for r in report["rows"] if r["check"] == "predict vs raw")
+    # The budget helper itself ran (a stand-in memory model of 1 GiB per image): 14.4 of 16 GiB usable -> at most
+    # 14 images, so effective 32 = 8 x 4.
+    budget = next(r for r in report["rows"] if r["check"] == "16 GiB budget")
+    assert (budget["micro_batch"], budget["accumulation"]) == (8, 4)
     stability = [r for r in report["rows"] if r["check"] == "16-mixed stability"]
     assert {r["loss"] for r in stability} == {"jaccard", "dice"} and all(r["loss_finite"] for r in stability)
     text = (tmp_path / "out" / "gpu_check.md").read_text()

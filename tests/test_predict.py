@@ -231,3 +231,52 @@ def test_checkpoint_with_pretrained_encoder_loads_offline(trained_ckpt, tmp_path
     state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     assert all(torch.equal(net.state_dict()[k], v) for k, v in state.items())
     assert info["size"] == 48  # the training scale, from the data module's hyperparameters
+
+
+def _official_score(pairs):
+    """The SPARK score written out from the challenge's description, apart from metrics.py."""
+    import numpy as np
+
+    body, panel = [], []
+    for truth, pred in pairs:
+        for cls, out in ((1, body), (2, panel)):
+            t, p = truth == cls, pred == cls
+            union = (t | p).sum()
+            iou = (t & p).sum() / union if union else 1.0
+            if cls == 2 and (truth == 2).sum() < 0.05 * (truth == 1).sum():
+                continue  # panels under 5 % of the body: not judged
+            out.append(iou)
+    thresholds = [0.5 + 0.05 * i for i in range(10)]
+
+    def score(ious):
+        return float(np.mean([np.mean([iou > t + 1e-9 for iou in ious]) for t in thresholds]))
+
+    return (score(body) + score(panel)) / 2
+
+
+def test_evaluate_real_frames_as_they_come_matches_the_written_out_score(tmp_path):
+    """Frames like the real 2024 samples: not square (70 x 69), index-PNG masks, only val/, PNG
+    images; evaluate reads them and its SPARK score equals the one computed from the rules."""
+    import numpy as np
+
+    root, preds = tmp_path / "real", tmp_path / "preds"
+    preds.mkdir()
+    rng = np.random.default_rng(4)
+    pairs = []
+    for i, craft in enumerate(["Cheops", "XMM Newton", "Smart1", "Proba2"]):
+        for top in ("images", "mask"):
+            (root / top / craft / "val").mkdir(parents=True)
+        truth = np.zeros((70, 69), np.uint8)
+        truth[10 + i:40, 5:30 + 5 * i] = 1
+        if craft != "Smart1":
+            truth[45:60, 10:20 + 8 * i] = 2
+        pred = truth.copy()
+        pred[rng.random(truth.shape) < 0.1 * (i + 1)] = 0  # more and more pixels missed
+        Image.fromarray(rng.integers(0, 255, (70, 69, 3), dtype=np.uint8)).save(root / "images" / craft / "val" / f"f{i}_img.png")
+        Image.fromarray(truth).save(root / "mask" / craft / "val" / f"f{i}_layer.png")
+        np.savez_compressed(preds / f"f{i}_layer.npz", pred)
+        pairs.append((truth, pred))
+    result = run_evaluate(compose_task("evaluate", ["data=spark", f"data.root={root}", f"predictions={preds}"],
+                                       tmp_path / "eval"))
+    assert len(result["per_image"]) == 4
+    assert result["metrics"]["spark_score"] == pytest.approx(_official_score(pairs), abs=1e-6)

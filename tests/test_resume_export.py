@@ -113,3 +113,48 @@ def test_onnx_export_parity(trained_ckpt, tmp_path, capsys):
     alone.mkdir()
     (alone / "m.onnx").write_bytes(result["path"].read_bytes())
     onnx.checker.check_model(onnx.load(str(alone / "m.onnx")))  # self-contained: the weights are inside
+
+
+@pytest.mark.slow
+def test_time_budget_survives_sigkill_and_resume(tiny_root, tmp_path):
+    """Killed mid-run under a 40 s budget, then resume=auto: the resumed run plans the time left
+    (not the whole budget again), its one-cycle learning rate continues from the checkpoint (no
+    second warm-up) and ends near zero, every epoch is whole, and the time used stays within
+    the budget."""
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "SPARK_LIGHTNING_CACHE": str(tmp_path / "cache")}
+    args = [sys.executable, "-m", "spark_lightning.train", f"data.root={tiny_root}", "data.size=64",
+            "data.batch_size=4", "data.num_workers=0", "model=unet_mobilenet_v2", "model.encoder_weights=null",
+            "scheduler=onecycle", "optimizer.lr=3e-3", "trainer.max_time=00:00:00:40", "trainer.max_epochs=1000",
+            "trainer.log_every_n_steps=1", "logger=csv", "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(8)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = torch.load(last, weights_only=False)
+    budget_state = next(v for k, v in killed["callbacks"].items() if "TimeBudget" in k)
+    assert 0 < budget_state["used"] < 36, "killed too late to test resuming"
+    lr_at_kill = killed["lr_schedulers"][0]["_last_lr"][0]
+    resumed = subprocess.run(args + ["resume=auto"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = (run_dir / "train.log").read_text()
+    assert "used before this resume" in log
+    final = torch.load(last, weights_only=False)
+    state = next(v for k, v in final["callbacks"].items() if "TimeBudget" in k)
+    assert 0.75 * 40 <= state["used"] <= 40 + 2 * max(state["durations"])  # within the budget, whole epochs
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    epochs = [h["epoch"] for h in history]
+    assert final["global_step"] == len(epochs) * (24 // 4)  # whole epochs of the tiny set's 24 images, batch 4
+    assert epochs == list(range(1, len(epochs) + 1))  # each epoch once, in order, none cut
+    import csv as csv_module
+
+    rows = [r for r in csv_module.DictReader(open(run_dir / "csv" / "version_1" / "metrics.csv")) if r.get("lr-AdamW")]
+    lrs = [float(r["lr-AdamW"]) for r in rows]
+    assert lrs[0] == pytest.approx(lr_at_kill, rel=0.1)  # continued where the checkpoint left it
+    if budget_state["done_share"] >= 0.3:  # killed after the one-cycle peak: no second climb to it
+        assert max(lrs) <= 1.05 * lr_at_kill
+    assert lrs[-1] < 0.05 * 3e-3  # and the schedule ends near zero on time

@@ -190,3 +190,27 @@ def test_spark2024_recipes_train_a_step_without_weights(name, tiny_root, tmp_pat
         cfg.paths.output_dir = str(tmp_path / "run")
     result = run_train(cfg)
     assert result["trainer"].global_step == 1 and math.isfinite(result["final"]["val/loss"])
+
+
+def test_validation_on_several_sets_at_once(tiny_root, tmp_path):
+    """data.extra_val_roots: each set is validated every epoch under its own prefix, breakdowns
+    included; optimized_metric may name one of them (checkpoints and metrics.json follow it); the
+    sweep report shows both."""
+    from spark_lightning.tasks.report import write_report
+
+    from .conftest import tiny_train_config
+
+    cfg = tiny_train_config(tiny_root, tmp_path, [f"data.extra_val_roots={{real:{tiny_root}}}", "trainer.max_epochs=2",
+                                                  "optimized_metric=val_real/iou"])
+    result = run_train(cfg)
+    run = Path(cfg.paths.output_dir)
+    best = json.loads((run / "metrics.json").read_text())["best"]
+    for prefix in ("val", "val_real"):
+        assert {f"{prefix}/iou", f"{prefix}/spark_score", f"{prefix}/loss"} <= set(best)
+        assert any(k.startswith(f"{prefix}/by_spacecraft/") for k in best)
+    assert best["val_real/iou"] == pytest.approx(best["val/iou"])  # the same images, read twice
+    assert result["value"] == best["val_real/iou"] and result["datamodule"].val_names == ["val", "val_real"]
+    best_file = (run / "checkpoints" / "best.ckpt").resolve()
+    assert torch.load(best_file, weights_only=False)["callbacks"]  # a real checkpoint
+    rows = write_report(run.parent)
+    assert "val_real score" in (run.parent / "report.csv").read_text().splitlines()[0] and rows[0]["val_real iou"]

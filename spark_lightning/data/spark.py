@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from spark_lightning.data.formats import IGNORE, SegmentationFormat, Sample
+from spark_lightning.data.formats import IGNORE, IMAGE_EXTENSIONS, IMAGE_MARK, SegmentationFormat, Sample
 from spark_lightning.errors import SparkDataError
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ CLASSES = ("background", "body", "panel")
 CLASS_COLORS = np.array([[0, 0, 0], [255, 0, 0], [0, 0, 255]], dtype=np.uint8)
 
 IMAGE_SUFFIX = "_img.jpg"
-IMAGE_SUFFIXES = (IMAGE_SUFFIX, "_img.jpeg", "_img.png")  # real frames re-saved as PNG are read too
+IMAGE_SUFFIXES = tuple(f"{IMAGE_MARK}{ext}" for ext in IMAGE_EXTENSIONS)  # real frames re-saved as PNG are read too
 MASK_SUFFIX = "_layer.jpg"
 PSEUDO_MANIFEST = "pseudo.json"
 MASK_SUFFIXES = (MASK_SUFFIX, "_layer.png")  # PNG: index masks (pseudo-labels, with 255 = unlabelled)
