@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from spark_lightning.report import main as report_main
+from spark_lightning.tasks.report import write_report
 from spark_lightning.wandb_run import PATH_KEYS
-from spark_lightning.report import write_report
 
 from .conftest import compose_train, run_main, smoke_args
 
@@ -74,7 +74,7 @@ def test_failing_job_is_reported_and_others_finish(tiny_root, tmp_path, monkeypa
     good, bad = by_encoder["model.encoder=mobilenet_v2"], by_encoder["model.encoder=no_such_encoder"]
     assert (good / "metrics.json").is_file() and not (good / "FAILED").exists()
     assert "is not a known encoder" in (bad / "FAILED").read_text()
-    report_main([str(sweep)])
+    assert run_main("report", [str(sweep), f"hydra.run.dir={tmp_path / 'report'}"], monkeypatch) == 0
     rows = list(csv.DictReader(open(sweep / "report.csv")))
     assert [r["status"] for r in rows][0] == "ok" and rows[1]["status"].startswith("failed: ConfigError")
     assert "wrote" in capsys.readouterr().out
@@ -92,10 +92,12 @@ def test_job_dirname_stays_short():
     assert len(cfg.b) <= 122 and cfg.b.startswith("4_key0=value0") and cfg.b != f"4_{long[:111]}"
 
 
-def test_report_on_empty_dir_is_a_clear_error(tmp_path, capsys):
-    with pytest.raises(SystemExit) as err:
-        report_main([str(tmp_path)])
-    assert err.value.code == 2 and "no run directories" in capsys.readouterr().err
+def test_report_on_empty_dir_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    code = run_main("report", [str(tmp_path / "empty"), f"hydra.run.dir={tmp_path / 'r'}"], monkeypatch)
+    assert code == 1 and "sweep directory" in (tmp_path / "r" / "FAILED").read_text()
+    (tmp_path / "empty").mkdir()
+    assert run_main("report", [str(tmp_path / "empty"), f"hydra.run.dir={tmp_path / 'r'}"], monkeypatch) == 1
+    assert "no run directories" in (tmp_path / "r" / "FAILED").read_text()
 
 
 @pytest.mark.parametrize("name", ["backbone_sweep", "loss_sweep", "optimizer_sweep"])
@@ -134,9 +136,13 @@ def test_ddp_trainer_config(tmp_path):
 
     from spark_lightning.builders import build_trainer
 
+    from spark_lightning.plan import resolve_train
+
     cfg = compose_train(["trainer=ddp", "trainer.accelerator=cpu", "logger=none"])
     cfg.paths.output_dir = str(tmp_path)
-    trainer = build_trainer(cfg)
+    plan = resolve_train(cfg)  # the builders build from the plan: 16-mixed becomes 32-true on CPU
+    assert plan.trainer.precision == "32-true"
+    trainer = build_trainer(plan)
     assert isinstance(trainer.strategy, DDPStrategy) and trainer.num_devices == 2
     assert trainer.strategy._get_process_group_backend() == "gloo"
     assert type(trainer.strategy._layer_sync).__name__ == "TorchSyncBatchNorm"  # no public accessor
@@ -156,15 +162,16 @@ def test_ddp_two_gloo_processes_under_multirun(tiny_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_optuna_search_writes_study_and_resumes(tiny_root, tmp_path, monkeypatch):
-    import optuna
-
-    sweep = tmp_path / "optuna"
-    args = ["hparams_search=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2",
-            *smoke_args(tiny_root, tmp_path), *TINY_ARGS, f"hydra.sweep.dir={sweep}"]
-    assert run_main("train", args, monkeypatch) == 0
-    storage = f"sqlite:///{sweep / 'optuna.db'}"
-    study = optuna.load_study(study_name="spark_search", storage=storage)
-    assert len(study.trials) == 3 and all(t.value is not None and 0 <= t.value <= 1 for t in study.trials)
-    assert run_main("train", [*args, "hydra.sweeper.n_trials=1"], monkeypatch) == 0  # continue the search
-    assert len(optuna.load_study(study_name="spark_search", storage=storage).trials) == 4
+def test_ddp_ranks_stop_together_under_a_time_budget(tiny_root, tmp_path):
+    """Two gloo ranks under a time budget: rank 0 plans, every rank follows its plan, so both
+    stop after the same whole epoch (a disagreement would hang the run)."""
+    run_dir = tmp_path / "run"
+    proc = run_cli([*smoke_args(tiny_root, tmp_path), "trainer=ddp", "trainer.accelerator=cpu", "trainer.precision=32-true",
+                    "trainer.sync_batchnorm=false", "trainer.max_time=00:00:00:15", "trainer.max_epochs=1000",
+                    "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", f"hydra.run.dir={run_dir}"],
+                   tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ends = re.findall(r"stopped after epoch (\d+) of (\d+) planned, [\d.]+ min used \(rank (\d)\)",
+                      proc.stdout + proc.stderr + (run_dir / "train.log").read_text())
+    by_rank = {rank: (int(done), int(planned)) for done, planned, rank in ends}
+    assert set(by_rank) == {"0", "1"} and by_rank["0"] == by_rank["1"] and by_rank["0"][0] == by_rank["0"][1] > 1

@@ -138,6 +138,12 @@ class TimeBudget(L.Callback):
         self.planned_epochs = planned
         trainer.fit_loop.max_epochs = planned  # the run ends after a whole epoch; the bar shows the plan
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.budget_s is not None:
+            log.info("time budget %.1f min: stopped after epoch %d of %s planned, %.1f min used (rank %d)",
+                     self.budget_s / 60, trainer.current_epoch, self.planned_epochs, self.used() / 60,
+                     trainer.global_rank)
+
     def progress(self, trainer: L.Trainer) -> float:
         """Share of the planned run done, from optimizer steps (the same on every rank)."""
         if not self.planned_epochs:
