@@ -26,15 +26,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MISSING = ["segmentation-models-pytorch", "hydra-core", "omegaconf", "antlr4-python3-runtime", "albumentations",
            "albucore", "simsimd", "stringzilla", "pydantic", "pydantic-core", "annotated-types", "typing-inspection"]
-LEFT_BEHIND = ["wandb", "optuna", "hydra-optuna-sweeper", "hydra-submitit-launcher", "submitit", "sqlalchemy",
-               "alembic", "cliff", "cmaes", "colorlog"]
+LEFT_BEHIND = ["wandb", "optuna", "hydra-submitit-launcher", "submitit", "sqlalchemy", "alembic", "colorlog",
+               "tensorboard", "mlflow", "mlflow-skinny", "optuna-dashboard"]  # the GPU check logs to CSV
 SDIST_ONLY = ["antlr4-python3-runtime"]  # pure Python, published as a source archive: built into a wheel here
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "manylinux1_x86_64"]
 PROBE = """
 import bench.gpu_check, bench.predict_speed, bench.train_overhead
 import spark_lightning.tasks, spark_lightning.train, spark_lightning.predict, spark_lightning.evaluate
-import spark_lightning.export, spark_lightning.data.synth, spark_lightning.onnx_export
+import spark_lightning.export, spark_lightning.data.synth, spark_lightning.plan
 import segmentation_models_pytorch, hydra, omegaconf, albumentations
 import sys
 assert "wandb" not in sys.modules and "optuna" not in sys.modules, "wandb/optuna imported at module level"

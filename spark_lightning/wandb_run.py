@@ -32,11 +32,17 @@ def hydra_job() -> tuple[list[str], str | None]:
 
 
 def configure(cfg: DictConfig) -> None:
-    """One W&B run per job: group = the sweep, tags = the overrides, name = the run directory."""
+    """One W&B run per job: group = the sweep, tags = the overrides, name = the run directory;
+    likewise one MLflow run per job in the sweep's experiment."""
+    overrides, sweep = hydra_job()
+    mlflow_cfg = (cfg.get("logger") or {}).get("mlflow")
+    if mlflow_cfg is not None:
+        with open_dict(cfg):
+            mlflow_cfg.experiment_name = mlflow_cfg.get("experiment_name") or sweep or "spark_lightning"
+            mlflow_cfg.run_name = mlflow_cfg.get("run_name") or Path(cfg.paths.output_dir).name
     wandb_cfg = (cfg.get("logger") or {}).get("wandb")
     if wandb_cfg is None:
         return
-    overrides, sweep = hydra_job()
     with open_dict(cfg):
         if not wandb_cfg.get("group"):
             wandb_cfg.group = sweep

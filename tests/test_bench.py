@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -56,3 +57,37 @@ def test_sweep_overhead_smoke(tmp_path):
                                "--out", str(tmp_path / "R.md")])
     assert row["cache_entries_written_after_job_1"] == 0  # jobs 2-4 decoded nothing new
     assert row["cache_entries"] > 0
+
+
+def test_synth_speed_smoke(tmp_path):
+    import synth_speed
+
+    row = synth_speed.main(["--images", "4", "--size", "64", "--workers", "1", "--out", str(tmp_path / "R.md")])
+    assert row["images"] == 4 and row["images_per_s"] > 0
+    assert "Synthetic generation speed" in (tmp_path / "R.md").read_text()
+
+
+@pytest.mark.slow
+def test_search_pruning_smoke(tmp_path):
+    import search_pruning
+
+    rows, shared = search_pruning.main(["--trials", "4", "--epochs", "2", "--images", "20", "--work", str(tmp_path / "w"),
+                                        "--out", str(tmp_path / "R.md")])
+    assert [r["trials"] for r in rows] == [4, 4] and all(r["failed"] == 0 for r in rows)
+    assert rows[0]["epochs_trained"] == 4 * 2  # without pruning every trial trains every epoch
+    assert shared["each_trial_once"] and shared["exit_codes"] == "0/0"
+
+
+@pytest.mark.slow
+def test_dashboards_in_a_real_browser(tmp_path):
+    """mlflow ui and optuna-dashboard on localhost, loaded in headless Chromium (CI installs it)."""
+    import dashboards
+
+    if dashboards.chromium() is None and not os.environ.get("SPARK_REQUIRE_BROWSER"):
+        pytest.skip("no chromium on this machine (CI installs it and sets SPARK_REQUIRE_BROWSER=1)")
+    rows = {r["dashboard"]: r for r in dashboards.main(["--work", str(tmp_path / "w"), "--out", str(tmp_path / "shots")])}
+    assert rows["mlflow ui"]["runs"] == 3 and rows["mlflow ui"]["runs_on_page"] == 3
+    assert rows["mlflow ui"]["val/spark_score_on_page"]
+    assert rows["optuna-dashboard"]["study_on_page"] and rows["optuna-dashboard"]["val/spark_score_on_page"]
+    assert rows["tensorboard (event files)"]["runs_with_hparams"] == 3 and rows["tensorboard (event files)"]["val/spark_score_logged"]
+    assert all((tmp_path / "shots" / f).stat().st_size > 10_000 for f in ("mlflow_runs.png", "optuna_dashboard.png"))

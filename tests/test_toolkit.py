@@ -132,7 +132,7 @@ def test_ignored_pixels_change_neither_loss_nor_metrics(option):
 
 
 def test_breakdowns_by_spacecraft_and_size_in_training_evaluation_and_report(tiny_root, tmp_path):
-    from spark_lightning.report import write_report
+    from spark_lightning.tasks.report import write_report
 
     cfg = tiny_train_config(tiny_root, tmp_path / "sweep" / "0")
     run_train(cfg)
@@ -203,9 +203,13 @@ def test_a_diverging_trial_fails_and_the_optuna_search_goes_on(tiny_root, tmp_pa
             "optimizer.lr=choice(0.001,1e12)", "optimizer=sgd",
             "scheduler=none", "callbacks.nan_guard.check_every_n_steps=1", "trainer.max_epochs=3",
             *smoke_args(tiny_root, tmp_path), f"hydra.sweep.dir={sweep}"]
-    run_main("train", args, monkeypatch)
-    study = optuna.load_study(study_name="spark_search", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    run_main("train", [*args, "hydra.sweeper.pruner=null"], monkeypatch)
+    from spark_lightning.search.study import storage
+
+    study = optuna.load_study(study_name="spark_search", storage=storage(None, sweep))
     states = {t.params["optimizer.lr"]: t.state.name for t in study.trials}
     assert len(study.trials) == 4 and states[1e12] == "FAIL" and states[0.001] == "COMPLETE"
     failed = [p for p in sweep.glob("*/FAILED")]
     assert failed and all("TrainingDiverged" in p.read_text() for p in failed)
+    reasons = [t.user_attrs["fail_reason"] for t in study.trials if t.state.name == "FAIL"]
+    assert reasons and all(r.startswith("TrainingDiverged: training loss became") for r in reasons)  # its one-line cause

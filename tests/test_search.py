@@ -1,0 +1,141 @@
+"""The Optuna search: our Hydra sweeper on current Optuna, pruning, shared studies, killed workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from omegaconf import OmegaConf
+
+from .conftest import run_main, smoke_args
+
+optuna = pytest.importorskip("optuna")
+
+
+def test_hydra_sweep_syntax_becomes_optuna_distributions():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from spark_lightning.search.space import parse
+
+    space, fixed = parse(["loss=choice(ce,dice)", "data.batch_size=range(4,17,4)", "optimizer.lr=tag(log, interval(1e-4, 1e-2))",
+                          "optimizer.weight_decay=interval(0.0, 0.1)", "trainer.max_epochs=3"])
+    assert space["loss"] == CategoricalDistribution(["ce", "dice"])
+    assert space["data.batch_size"] == IntDistribution(4, 16, step=4)
+    assert space["optimizer.lr"] == FloatDistribution(1e-4, 1e-2, log=True)
+    assert space["optimizer.weight_decay"] == FloatDistribution(0.0, 0.1)
+    assert fixed == {"trainer.max_epochs": "3"}
+
+
+def test_a_dead_workers_trial_is_failed_and_queued_again(tmp_path):
+    from spark_lightning.search.study import HEARTBEAT, REASON, RETRY_OF, counts, fail_stale, storage
+
+    study = optuna.create_study(study_name="s", storage=storage(None, tmp_path), direction="maximize")
+    alive, dead = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    study._storage.set_trial_user_attr(alive._trial_id, HEARTBEAT, time.time())
+    study._storage.set_trial_user_attr(dead._trial_id, HEARTBEAT, time.time() - 3600)
+    assert fail_stale(study, grace=60, retries=1) == [dead.number]
+    trials = study.get_trials()
+    assert trials[dead.number].state.name == "FAIL" and "no heartbeat" in trials[dead.number].user_attrs[REASON]
+    assert trials[alive.number].state.name == "RUNNING"
+    retry = trials[-1]
+    assert retry.state.name == "WAITING" and retry.user_attrs[RETRY_OF] == dead.number
+    assert counts(study) == {"finished": 0, "in_flight": 2, "complete": 0, "pruned": 0, "failed": 0}  # retry replaces it
+    study._storage.set_trial_user_attr(alive._trial_id, HEARTBEAT, time.time() - 3600)
+    assert fail_stale(study, grace=60, retries=0) == [alive.number]  # no retries left: failed for good
+    assert counts(study)["failed"] == 1
+
+
+def _search_args(tiny_root, tmp_path, sweep, *extra):
+    return ["hparams_search=optuna", *smoke_args(tiny_root, tmp_path), "data.batch_size=4",
+            f"hydra.sweep.dir={sweep}", *extra]
+
+
+@pytest.mark.slow
+def test_search_records_complete_and_continues_the_study(tiny_root, tmp_path, monkeypatch):
+    sweep = tmp_path / "search"
+    args = _search_args(tiny_root, tmp_path, sweep, "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner=null")
+    assert run_main("train", args, monkeypatch) == 0
+    from spark_lightning.search.study import storage
+
+    study = optuna.load_study(study_name="spark_search", storage=storage(None, sweep))
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert all(0 <= t.value <= 1 for t in study.trials) and study.metric_names == ["val/spark_score"]
+    assert sorted(p.name for p in sweep.glob("trial_*")) == ["trial_0", "trial_1", "trial_2"]
+    results = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert results.best_trial == study.best_trial.number and results.rerun.startswith("python -m spark_lightning.train")
+    assert "optimizer.lr=" in results.rerun and (sweep / "report.md").is_file()
+    assert run_main("train", [*args[:-2], "hydra.sweeper.n_trials=5", "hydra.sweeper.pruner=null"], monkeypatch) == 0
+    assert len(optuna.load_study(study_name="spark_search", storage=storage(None, sweep)).trials) == 5  # continued
+
+
+@pytest.mark.slow
+def test_pruned_trials_stop_early_and_are_not_failures(tiny_root, tmp_path, monkeypatch):
+    """A pruner that prunes every trial at its first report: each trial trains one epoch of its
+    three, ends cleanly (checkpoints, metrics.json), is PRUNED in the study and in the report."""
+    sweep = tmp_path / "search"
+    pruner = "{_target_:optuna.pruners.ThresholdPruner,lower:2.0,n_warmup_steps:0}"
+    args = _search_args(tiny_root, tmp_path, sweep, "hydra.sweeper.n_trials=2", f"hydra.sweeper.pruner={pruner}",
+                        "trainer.max_epochs=3")
+    assert run_main("train", args, monkeypatch) == 0
+    from spark_lightning.search.study import storage
+    from spark_lightning.tasks.report import read_run
+
+    study = optuna.load_study(study_name="spark_search", storage=storage(None, sweep))
+    assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
+    for run in sorted(sweep.glob("trial_*")):
+        assert (run / "PRUNED").read_text().strip() == "pruned after epoch 1"
+        assert read_run(run)["status"] == "pruned after epoch 1" and read_run(run)["epochs"] == 1
+        assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "FAILED").exists()
+
+
+def _worker(tiny_root, tmp_path, sweep, *extra) -> subprocess.Popen:
+    env = {**os.environ, "SPARK_LIGHTNING_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
+    return subprocess.Popen([sys.executable, "-m", "spark_lightning.train", *_search_args(tiny_root, tmp_path, sweep, *extra)],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_study_and_run_each_trial_once(tiny_root, tmp_path):
+    sweep = tmp_path / "search"
+    workers = [_worker(tiny_root, tmp_path, sweep, "hydra.sweeper.n_trials=4", "trainer.max_epochs=2") for _ in range(2)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    from spark_lightning.search.study import storage
+
+    study = optuna.load_study(study_name="spark_search", storage=storage(None, sweep))
+    assert len(study.trials) == 4 and all(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
+    assert sorted(p.name for p in sweep.glob("trial_*")) == [f"trial_{i}" for i in range(4)]  # one run dir each
+    launched = [line for out in outputs for line in out.splitlines() if "++optuna.trial_number=" in line]
+    numbers = [line.split("++optuna.trial_number=")[1].split()[0] for line in launched]
+    assert sorted(numbers) == ["0", "1", "2", "3"]  # each trial launched once, by one of the workers
+
+
+@pytest.mark.slow
+def test_a_killed_worker_leaves_no_trial_running_forever(tiny_root, tmp_path):
+    """SIGKILL a worker in the middle of its trial: the next worker finds that trial's heartbeat
+    stale, marks it FAIL with the cause, runs it again, and completes the study."""
+    sweep = tmp_path / "search"
+    slow = ["trainer.max_epochs=100000", "hydra.sweeper.heartbeat_interval=1"]
+    first = _worker(tiny_root, tmp_path, sweep, "hydra.sweeper.n_trials=2", *slow)
+    deadline = time.monotonic() + 300
+    while not list(sweep.glob("trial_0/metrics.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    time.sleep(4)  # the killed worker's last heartbeat is now older than the grace period below
+    second = _worker(tiny_root, tmp_path, sweep, "hydra.sweeper.n_trials=2", "trainer.max_epochs=1",
+                     "hydra.sweeper.grace_period=3", "hydra.sweeper.heartbeat_interval=1")
+    out = second.communicate(timeout=600)[0]
+    assert second.returncode == 0, out[-3000:]
+    from spark_lightning.search.study import REASON, RETRY_OF, counts, storage
+
+    study = optuna.load_study(study_name="spark_search", storage=storage(None, sweep))
+    killed = study.trials[0]
+    assert killed.state.name == "FAIL" and "no heartbeat" in killed.user_attrs[REASON]
+    retry = next(t for t in study.trials if t.user_attrs.get(RETRY_OF) == 0)
+    assert retry.state.name == "COMPLETE" and retry.params == killed.params
+    assert counts(study)["finished"] == 2 and not any(t.state.name == "RUNNING" for t in study.trials)
