@@ -157,4 +157,6 @@ def test_time_budget_survives_sigkill_and_resume(tiny_root, tmp_path):
     assert lrs[0] == pytest.approx(lr_at_kill, rel=0.1)  # continued where the checkpoint left it
     if budget_state["done_share"] >= 0.3:  # killed after the one-cycle peak: no second climb to it
         assert max(lrs) <= 1.05 * lr_at_kill
-    assert lrs[-1] < 0.05 * 3e-3  # and the schedule ends near zero on time
+    # and the schedule ends near zero on time (the bug ended at 70 % of the peak; a plan cut by one
+    # epoch on a machine that slows down at the very end still ends below 10 %)
+    assert lrs[-1] < 0.1 * 3e-3

@@ -96,7 +96,7 @@ class TimeBudget(L.Callback):
             log.info("time budget %.1f min: %.1f min used before this resume, %.1f min left", self.budget_s / 60,
                      self.used_before / 60, self.remaining() / 60)
         if self.durations:  # resumed: plan the remaining time at once
-            self._plan(trainer, trainer.current_epoch, sum(self.durations) / len(self.durations))
+            self._plan(trainer, trainer.current_epoch, self.epoch_estimate())
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_start = time.monotonic()
@@ -121,7 +121,13 @@ class TimeBudget(L.Callback):
         if self.budget_s is None:
             return
         self.durations.append(time.monotonic() - self._epoch_start)
-        self._plan(trainer, trainer.current_epoch + 1, sum(self.durations) / len(self.durations))
+        self._plan(trainer, trainer.current_epoch + 1, self.epoch_estimate())
+
+    def epoch_estimate(self) -> float:
+        """Seconds per epoch to plan with: the mean, or the slowest of the last three epochs when
+        that is longer. Erring long makes the plan grow late rather than shrink: a plan that shrinks
+        ends the run before its schedule has reached the final learning rate."""
+        return max(sum(self.durations) / len(self.durations), max(self.durations[-3:]))
 
     def _plan(self, trainer: L.Trainer, done: int, per_epoch: float) -> None:
         """Total epochs that fit (at least ``done``, at least one), decided on rank 0 and set as
