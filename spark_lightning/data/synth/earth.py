@@ -62,9 +62,8 @@ def surface(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray
 
 
 def texture_side(size: int) -> int:
-    """The surface texture is painted at half the frame's side (a quarter of the work) and
-    stretched: its finest detail is still a few pixels at 1024 px."""
-    return max(32, size // 2)
+    """The side of the surface texture painted for a view of ``size`` px."""
+    return max(32, size)
 
 
 def _paint(albedo: np.ndarray, clouds: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -87,20 +86,20 @@ def limb(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     radius = size * rng.uniform(0.9, 5.0)
     angle = rng.uniform(0, 2 * np.pi)
     inside = rng.uniform(-0.45, 0.5) * size  # where the limb passes, measured from the frame centre
-    centre = size / 2 + np.array([np.cos(angle), np.sin(angle)]) * (radius - inside)
+    cx, cy = (float(size / 2 + v * (radius - inside)) for v in (np.cos(angle), np.sin(angle)))  # floats: float32 maths
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    dx, dy = xx - centre[0], yy - centre[1]
+    dx, dy = xx - cx, yy - cy
     dist = np.sqrt(dx * dx + dy * dy)
     rho = np.clip(dist / radius, 0, 0.99999)
     mu = np.sqrt(1 - rho * rho)  # cos of the angle between the view and the surface normal
     arc = radius * np.arcsin(rho)  # distance along the surface from the point below the camera
     scale = arc / np.maximum(dist, 1e-6)
-    u, v = _to_texture(centre[0] + dx * scale, centre[1] + dy * scale, texture_side(size))
+    u, v = _to_texture(cx + dx * scale, cy + dy * scale, texture_side(size))
     albedo, clouds = surface(rng, texture_side(size))
     colour = _paint(albedo, clouds, u, v)
     # Sunlight: mostly from the camera's side (SPARK shows the day side), with a soft terminator.
     sun = np.array([*rng.normal(0, 0.55, 2), -1.0])
-    sun /= np.linalg.norm(sun)
+    sun = [float(v) for v in sun / np.linalg.norm(sun)]  # floats: the pixel maths stays float32
     light = np.clip((dx / radius) * sun[0] + (dy / radius) * sun[1] - mu * sun[2], 0, 1)
     light = _smoothstep(-0.05, 0.35, light) * 0.85 + 0.15 * light
     haze = np.exp(-mu / rng.uniform(0.08, 0.3))[..., None] * rng.uniform(0.6, 1.0)
@@ -133,5 +132,13 @@ def ground(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def earth(rng: np.random.Generator, size: int, view: str) -> tuple[np.ndarray, np.ndarray]:
-    """The Earth as ``view`` = "limb" or "ground": (radiance, coverage)."""
-    return limb(rng, size) if view == "limb" else ground(rng, size)
+    """The Earth as ``view`` = "limb" or "ground": (radiance, coverage). Large frames are painted
+    at half the side and enlarged (a quarter of the work; the limb's edge stays a smooth 2 px),
+    which keeps generation above 5 images/s of 1024 px on 2 cores."""
+    paint = limb if view == "limb" else ground
+    if size < 256:
+        return paint(rng, size)
+    colour, cover = paint(rng, size // 2)
+    colour = cv2.resize(colour, (size, size), interpolation=cv2.INTER_LINEAR)
+    cover = cv2.resize(cover[..., 0], (size, size), interpolation=cv2.INTER_LINEAR)[..., None]
+    return colour, cover

@@ -20,7 +20,7 @@ def position(rng: np.random.Generator, size: int) -> np.ndarray:
 def glare(rng: np.random.Generator, size: int, centre: np.ndarray) -> np.ndarray:
     """Radiance (H, W, 3) of the sun at pixel ``centre`` (x, y), which may lie outside the frame."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    dx, dy = xx - centre[0], yy - centre[1]
+    dx, dy = xx - float(centre[0]), yy - float(centre[1])
     r = np.sqrt(dx * dx + dy * dy) + 1e-3
     core_r = size * rng.uniform(0.006, 0.02)
     light = 400 * np.clip(1.5 - r / core_r, 0, 1)
