@@ -72,7 +72,7 @@ def wandb_cfg(cfg_tiny):
     cfg_tiny.logger = compose_train(["logger=default"]).logger
     cfg_tiny.logger.csv.save_dir = cfg_tiny.paths.output_dir
     cfg_tiny.logger.wandb.save_dir = cfg_tiny.paths.output_dir
-    cfg_tiny.callbacks.wandb_overlays.every_n_epochs = 1
+    cfg_tiny.callbacks.overlays.every_n_epochs = 1
     return cfg_tiny
 
 
