@@ -176,15 +176,22 @@ def test_cpu_sweep_variant_changes_one_thing_of_the_study_base(variant):
 
     base = leaves(["+cpu_sweep=base"])
     diff = changed(base, leaves([f"+cpu_sweep={variant}"]))
-    expected = {"base": set(), "size160": {"data.size"}, "size192": {"data.size"},
-                "images2000": {"data.dataset.num_images"}, "lr_6e3": {"optimizer.lr"},
+    expected = {"base": set(), "size160": {"data.size"}, "size192": {"data.size"}, "size224": {"data.size"},
+                "size256": {"data.size"}, "images2000": {"data.dataset.num_images"}, "lr_6e3": {"optimizer.lr"},
                 "classweights": {"loss.losses.ce.weight"}}
     prefix = {"mnv2lite": "model.", "strongaug": "aug.", "lovasz": "loss."}
-    if variant in expected:
-        assert diff == expected[variant]
+    own = variant.removeprefix("s192_")  # stage 2: one variant of stage 1 on top of 192 px
+    if variant.startswith("s192_"):
+        diff -= {"data.size"}
+        assert leaves([f"+cpu_sweep={variant}"])["data.size"] == 192
+    if own in expected:
+        assert diff == expected[own]
     else:
-        assert diff and all(k.startswith(prefix[variant]) for k in diff), diff
-    assert changed(leaves([]), base) == set()  # base is the default itself
+        assert diff and all(k.startswith(prefix[own]) for k in diff), diff
+    # the study's winner (stage 3): the default is base at 192 px with class-weighted CE
+    assert changed(leaves([]), base) == {"data.size", "loss.losses.ce.weight"}
+    assert changed(leaves([]), leaves(["+cpu_sweep=s192_classweights"])) == set()
+    assert leaves([])["data.size"] == 192 and leaves([])["loss.losses.ce.weight"] == [1.0, 2.0, 4.0]
 
 
 def test_seed_baseline_is_the_blog_setup():
