@@ -5,7 +5,8 @@
 
 Same search space, sampler seed and budget per trial (``--epochs`` whole epochs of the tiny network
 on a generated set): the search with the median pruner should find a best score within noise of
-the unpruned one while training far fewer epochs in all. Then two worker processes start together
+the unpruned one while training far fewer epochs in all (the median rule is gentle, successive
+halving, the default of ``hparams_search=optuna``, stops most trials after their first epochs). Then two worker processes start together
 on one journal study and must finish exactly ``n_trials`` trials between them, each trial run once.
 Appends both tables to bench/RESULTS.md.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, publish  # noqa: E402
 
-PRUNER = "median"  # Optuna's median rule: 3 complete trials first, never after epoch 1
+PRUNERS = ("median", "successive_halving")  # the pruned searches; hparams_search=optuna uses the second
 
 
 def _args(root: Path, sweep: Path, trials: int, epochs: int, pruner: str, extra: list[str]) -> list[str]:
@@ -54,13 +55,13 @@ def search(root: Path, sweep: Path, trials: int, epochs: int, pruner: str) -> di
     states = [t.state.name for t in study.trials]
     epochs_run = sum(len(json.loads(p.read_text())["history"]) for p in sweep.glob("trial_*/metrics.json"))
     best = max(t.value for t in study.trials if t.value is not None and t.state.name == "COMPLETE")
-    return {"search": "median pruner" if pruner != "null" else "no pruning", "trials": len(states),
+    return {"search": f"{pruner} pruner" if pruner != "null" else "no pruning", "trials": len(states),
             "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "failed": states.count("FAIL"),
             "epochs_trained": epochs_run, "best_val_iou": round(best, 4), "wall_s": round(time.perf_counter() - start, 1)}
 
 
-def two_workers(root: Path, sweep: Path, trials: int, epochs: int) -> dict:
-    args = _args(root, sweep, trials, epochs, PRUNER, [])
+def two_workers(root: Path, sweep: Path, trials: int, epochs: int, pruner: str) -> dict:
+    args = _args(root, sweep, trials, epochs, pruner, [])
     start = time.perf_counter()
     procs = [subprocess.Popen(args, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for _ in range(2)]
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> tuple[list[dict], dict]:
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--images", type=int, default=60)
+    parser.add_argument("--pruners", default=",".join(PRUNERS), help="hydra.sweeper.pruner of each pruned search")
     parser.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench" / "search_pruning")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args(argv)
@@ -90,9 +92,9 @@ def main(argv: list[str] | None = None) -> tuple[list[dict], dict]:
     shutil.rmtree(args.work, ignore_errors=True)
     root = generate(args.work / "data", num_images=args.images, size=64, seed=11, workers=1)
     rows = [search(root, args.work / name, args.trials, args.epochs, pruner)
-            for name, pruner in (("plain", "null"), ("pruned", PRUNER))]
+            for name, pruner in (("plain", "null"), *((p, p) for p in args.pruners.split(",")))]
     publish(f"Optuna search, {args.trials} trials of up to {args.epochs} epochs: pruning vs none", rows, args.out)
-    shared = two_workers(root, args.work / "shared", max(4, 2 * args.trials // 3), args.epochs)
+    shared = two_workers(root, args.work / "shared", max(4, 2 * args.trials // 3), args.epochs, PRUNERS[-1])
     publish("Two workers on one journal study", [shared], args.out)
     return rows, shared
 

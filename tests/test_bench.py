@@ -72,7 +72,7 @@ def test_search_pruning_smoke(tmp_path):
     import search_pruning
 
     rows, shared = search_pruning.main(["--trials", "4", "--epochs", "2", "--images", "20", "--work", str(tmp_path / "w"),
-                                        "--out", str(tmp_path / "R.md")])
+                                        "--out", str(tmp_path / "R.md"), "--pruners", "successive_halving"])
     assert [r["trials"] for r in rows] == [4, 4] and all(r["failed"] == 0 for r in rows)
     assert rows[0]["epochs_trained"] == 4 * 2  # without pruning every trial trains every epoch
     assert shared["each_trial_once"] and shared["exit_codes"] == "0/0"
