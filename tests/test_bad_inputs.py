@@ -259,6 +259,8 @@ CLI_BAD_VALUES = [
     ("train", ["data.num_workers=-1"], "data.num_workers=-1: give a whole number >= 0"),
     ("train", ["trainer.max_time=banana"], 'trainer.max_time=banana: give a duration "DD:HH:MM:SS"'),
     ("train", ["seed=-3"], "seed=-3: give a whole number >= 0"),
+    ("train", ["data.extra_val_roots={real:MISSING}"], "data.extra_val_roots.real: "),
+    ("train", ["data.extra_val_roots=[MISSING,MISSING]"], "data.extra_val_roots: the name 'missing'"),
     ("train", ["model.encoder=resnet999"], "model.encoder=resnet999 has no effect: this run trains the tiny network"),
     ("predict", ["predict.size=abc"], "predict.size=abc: give a whole number of pixels >= 16"),
     ("synth", ["out=FILE"], "is a file: give a folder for the synthetic set"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -63,7 +64,10 @@ def test_search_records_complete_and_continues_the_study(tiny_root, tmp_path, mo
 
     study = optuna.load_study(study_name="spark_search", storage=storage(None, sweep))
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
-    assert all(0 <= t.value <= 1 for t in study.trials) and study.metric_names == ["val/spark_score"]
+    assert study.metric_names == ["val/spark_score"]
+    for t in study.trials:  # each trial's value is its run's best epoch
+        best = json.loads((sweep / f"trial_{t.number}" / "metrics.json").read_text())["best"]
+        assert t.value == pytest.approx(best["val/spark_score"])
     assert sorted(p.name for p in sweep.glob("trial_*")) == ["trial_0", "trial_1", "trial_2"]
     results = OmegaConf.load(sweep / "optimization_results.yaml")
     assert results.best_trial == study.best_trial.number and results.rerun.startswith("python -m spark_lightning.train")

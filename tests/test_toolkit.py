@@ -168,7 +168,7 @@ def test_evaluate_logs_a_wandb_table(trained_ckpt, tiny_root, tmp_path, monkeypa
                                                                               .read_text())["per_image"]]
     assert sum(row[-1] is not None for row in table["data"]) == 2  # the worst images carry their overlay
     assert logged["eval/worst"]["count"] == 2 and len(list(run.glob("files/media/images/eval/worst*.png"))) == 2
-    assert 0 <= logged["eval/spark_score"] <= 1
+    assert logged["eval/spark_score"] == pytest.approx(json.loads((tmp_path / "e" / "eval.json").read_text())["spark_score"])
 
 
 def test_early_stopping_reports_its_best_epoch(tiny_root, tmp_path):
