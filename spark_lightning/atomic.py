@@ -3,13 +3,15 @@
 Write to a temp file in the same folder, flush and fsync it, rename it over the target, fsync
 the folder, and remove the temp file on any error. Readers (a resumed run, a second job, a
 user) see the old file or the whole new one, never half a file or a 0-byte leftover, even when
-the disk fills up or the process is killed mid-write.
+the disk fills up or the process is killed mid-write. Also the one file lock jobs that share a
+result (the synthetic set, an Optuna journal) wait on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -120,3 +122,15 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock (``flock``) held for the block: concurrent jobs wait, then reuse the result."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -56,12 +56,18 @@ def test_a_second_training_into_the_same_run_dir_stops(tiny_root, tmp_path):
     run_train(cfg)  # free again
 
 
-def test_two_trainings_at_once_as_processes(tiny_root, tmp_path):
-    """The real case: two commands into one hydra.run.dir; the second stops with one line."""
+def _long_smoke_run(tiny_root, tmp_path, epochs: int):
+    """(run dir, command, environment) of a smoke training that runs until it is stopped."""
     run_dir = tmp_path / "run"
     env = {**os.environ, "SPARK_LIGHTNING_CACHE": str(tmp_path / "cache")}
     args = [sys.executable, "-m", "spark_lightning.train", "debug=smoke", f"data.root={tiny_root}",
-            f"data.cache_dir={tmp_path / 'c'}", "trainer.max_epochs=400", f"hydra.run.dir={run_dir}"]
+            f"data.cache_dir={tmp_path / 'c'}", f"trainer.max_epochs={epochs}", f"hydra.run.dir={run_dir}"]
+    return run_dir, args, env
+
+
+def test_two_trainings_at_once_as_processes(tiny_root, tmp_path):
+    """The real case: two commands into one hydra.run.dir; the second stops with one line."""
+    run_dir, args, env = _long_smoke_run(tiny_root, tmp_path, 400)
     first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -168,10 +174,7 @@ def test_progress_bar_null_removes_every_bar(tiny_root, tmp_path):
 
 @pytest.mark.slow
 def test_sigint_leaves_a_marker_the_report_reads(tiny_root, tmp_path):
-    run_dir = tmp_path / "run"
-    env = {**os.environ, "SPARK_LIGHTNING_CACHE": str(tmp_path / "cache")}
-    args = [sys.executable, "-m", "spark_lightning.train", "debug=smoke", f"data.root={tiny_root}",
-            f"data.cache_dir={tmp_path / 'c'}", "trainer.max_epochs=100000", f"hydra.run.dir={run_dir}"]
+    run_dir, args, env = _long_smoke_run(tiny_root, tmp_path, 100000)
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (run_dir / "metrics.json").exists() and time.monotonic() < deadline:

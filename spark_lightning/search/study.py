@@ -11,12 +11,13 @@ FAIL with that cause and, up to ``retries`` times, queued again with the same pa
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from spark_lightning.atomic import file_lock
 
 log = logging.getLogger(__name__)
 HEARTBEAT, REASON, RETRY_OF = "heartbeat", "fail_reason", "retry_of"
@@ -42,13 +43,8 @@ def ask_lock(spec: str | None, sweep_dir: str | Path):
     if not spec.startswith("journal:"):
         yield
         return
-    lock = Path(spec[len("journal:"):] + ".ask.lock").expanduser()
-    with open(lock, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with file_lock(Path(spec[len("journal:"):] + ".ask.lock").expanduser()):
+        yield
 
 
 class Heartbeat:

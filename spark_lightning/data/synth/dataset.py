@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 from pathlib import Path
 
+from spark_lightning.atomic import file_lock
 from spark_lightning.data.cache import default_cache_dir
 from spark_lightning.data.spark import SparkFormat
 from spark_lightning.data.synth.scene import RENDER_VERSION
 from spark_lightning.data.synth.writer import generate
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path):
-    """An exclusive lock (``flock``) held for the block: concurrent jobs wait, then reuse the result."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class SyntheticSpark(SparkFormat):
