@@ -4,11 +4,11 @@
     python bench/search_pruning.py --trials 6 --epochs 4 --images 24    # (the smoke test)
 
 Same search space, sampler seed and budget per trial (``--epochs`` whole epochs of the tiny network
-on a generated set): the search with the median pruner should find a best score within noise of
-the unpruned one while training far fewer epochs in all (the median rule is gentle, successive
-halving, the default of ``hparams_search=optuna``, stops most trials after their first epochs). Then two worker processes start together
-on one journal study and must finish exactly ``n_trials`` trials between them, each trial run once.
-Appends both tables to bench/RESULTS.md.
+on a generated set): each pruned search (the median rule, which is gentle, and successive halving,
+the default of ``hparams_search=optuna``, which stops most trials after their first epochs) should
+find a best score within noise of the unpruned one while training far fewer epochs in all. Then
+two worker processes start together on one journal study and must finish exactly ``n_trials``
+trials between them, each trial run once. Appends both tables to bench/RESULTS.md.
 """
 
 from __future__ import annotations
