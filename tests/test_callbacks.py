@@ -130,6 +130,36 @@ def test_time_budget_resumes_with_the_time_left_and_its_schedule(monkeypatch):
     assert again.current_epoch == 9 and resumed.used() == pytest.approx(90.0)
 
 
+@pytest.mark.parametrize(("slow", "fast"), [(10.0, 20.0), (10.0, 5.0)], ids=["slows_down", "speeds_up"])
+def test_time_budget_schedule_ends_on_the_last_step_when_the_plan_changes(monkeypatch, slow, fast):
+    """Epochs of 10 s plan 9 epochs of a 100 s budget; after 3 the machine slows down (or speeds
+    up) and the plan is revised. The schedule's share stays continuous and non-decreasing, and
+    reaches 1 on the revised plan's last step (a shrinking plan used to end the run with the
+    learning rate still near its peak)."""
+    import spark_lightning.callbacks.time_budget as tb
+
+    now = [0.0]
+    monkeypatch.setattr(tb.time, "monotonic", lambda: now[0])
+    trainer, budget = FakeTrainer(), tb.TimeBudget(max_time=100)
+    budget.on_train_start(trainer, None)
+    _epochs(budget, trainer, now, 3, seconds=slow)
+    before = budget.progress(trainer)
+    assert budget.planned_epochs == 9 and before == pytest.approx(3 / 9)
+    shares = [before]
+    while trainer.current_epoch < budget.planned_epochs:
+        budget.on_train_epoch_start(trainer, None)
+        for _ in range(trainer.num_training_batches):
+            now[0] += fast / trainer.num_training_batches
+            trainer.global_step += 1
+            shares.append(budget.progress(trainer))
+        budget.on_train_epoch_end(trainer, None)
+        trainer.current_epoch += 1
+    assert budget.planned_epochs != 9  # the plan was revised
+    assert shares == sorted(shares) and max(b - a for a, b in zip(shares, shares[1:])) < 0.1  # no jump
+    assert shares[-1] == pytest.approx(1.0) and shares[-2] > 0.9  # ends on the last step
+    assert budget.used() <= 100
+
+
 def test_time_budget_says_at_once_when_one_epoch_does_not_fit(monkeypatch, caplog):
     import spark_lightning.callbacks.time_budget as tb
 

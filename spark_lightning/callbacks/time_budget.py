@@ -5,7 +5,8 @@ and recorded as if whole), and a step-based schedule never reaches its final lea
 a slower machine. This callback takes the budget over: it measures the epochs (validation
 included), plans how many whole epochs fit and sets the trainer's epoch limit to that (so the
 progress bar and the log show the plan, and the run ends after a whole epoch), and tells the
-schedule how far along the planned run it is.
+schedule how far along the planned run it is; a revised plan spreads the rest of the schedule
+over the steps it has left, so the schedule ends on the run's last step either way.
 
 Its state (budget, time used, epoch times, plan) lives in the checkpoint: a resumed run plans
 the *remaining* time and its schedule continues where it was. Under DDP, the plan is made on
@@ -77,6 +78,7 @@ class TimeBudget(L.Callback):
         self.durations: list[float] = []  # whole epochs, validation included
         self.planned_epochs: int | None = None  # total epochs of the run (counted from its very start)
         self._done_share = 0.0  # the schedule never goes backwards
+        self._anchor = (0.0, 0)  # (share, global step) where the current plan took the schedule over
         self._start: float | None = None  # this process's training start
         self._epoch_start = 0.0
         self._limit: int | None = None  # the user's max_epochs
@@ -141,6 +143,8 @@ class TimeBudget(L.Callback):
         planned = int(trainer.strategy.broadcast(planned, src=0))
         if planned != self.planned_epochs:
             log.info("time budget %.1f min: %.0f s per epoch -> %d epochs", self.budget_s / 60, per_epoch, planned)
+            if self.planned_epochs is not None:  # a revised plan: the schedule goes on from where it is
+                self._anchor = (self.progress(trainer), int(trainer.global_step))
         self.planned_epochs = planned
         trainer.fit_loop.max_epochs = planned  # the run ends after a whole epoch; the bar shows the plan
 
@@ -151,17 +155,23 @@ class TimeBudget(L.Callback):
                      trainer.global_rank)
 
     def progress(self, trainer: L.Trainer) -> float:
-        """Share of the planned run done, from optimizer steps (the same on every rank)."""
+        """Share of the planned run done, from optimizer steps (the same on every rank). When the
+        plan is revised (the epochs got slower or faster), the rest of the schedule is spread over
+        the steps the new plan has left, so it is continuous and ends on its last step."""
         if not self.planned_epochs:
             return self._done_share
         per_epoch = max(1.0, trainer.num_training_batches / max(1, trainer.accumulate_grad_batches))
-        share = min(1.0, trainer.global_step / (per_epoch * self.planned_epochs)) if math.isfinite(per_epoch) else 0.0
+        if not math.isfinite(per_epoch):
+            return self._done_share
+        share0, step0 = self._anchor
+        left = max(1.0, per_epoch * self.planned_epochs - step0)
+        share = min(1.0, share0 + (1.0 - share0) * (trainer.global_step - step0) / left)
         self._done_share = max(self._done_share, share)
         return self._done_share
 
     def state_dict(self) -> dict:
         return {"budget_s": self.budget_s, "used": self.used(), "durations": list(self.durations),
-                "planned_epochs": self.planned_epochs, "done_share": self._done_share}
+                "planned_epochs": self.planned_epochs, "done_share": self._done_share, "anchor": list(self._anchor)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         if state_dict.get("budget_s") is None or self.budget_s is None:
@@ -172,3 +182,5 @@ class TimeBudget(L.Callback):
         self.durations = list(state_dict.get("durations", []))
         self.planned_epochs = state_dict.get("planned_epochs")
         self._done_share = float(state_dict.get("done_share", 0.0))
+        share0, step0 = state_dict.get("anchor", (0.0, 0))
+        self._anchor = (float(share0), int(step0))
