@@ -127,8 +127,9 @@ class TimeBudget(L.Callback):
 
     def epoch_estimate(self) -> float:
         """Seconds per epoch to plan with: the mean, or the slowest of the last three epochs when
-        that is longer. Erring long makes the plan grow late rather than shrink: a plan that shrinks
-        ends the run before its schedule has reached the final learning rate."""
+        that is longer. Erring long makes the plan grow late rather than shrink: a revised plan
+        keeps the schedule continuous (``progress``), but a shrinking one squeezes the rest of it
+        into fewer steps and risks an epoch that runs over the budget."""
         return max(sum(self.durations) / len(self.durations), max(self.durations[-3:]))
 
     def _plan(self, trainer: L.Trainer, done: int, per_epoch: float) -> None:
