@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spark_lightning.errors import ConfigError
+from spark_lightning.models import shipped
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -28,14 +29,15 @@ OWN_ARCHS = ("tiny",)  # our own networks (models/tiny.py)
 class SegmentationNet(nn.Module):
     """Pixels (B, 3, H, W) in [0, 255] -> logits (B, C, H, W) for any H, W."""
 
-    def __init__(self, model: nn.Module, stride: int = 32, channels_last: bool = False, is_dict_output: bool = False):
+    def __init__(self, model: nn.Module, stride: int = 32, channels_last: bool = False, is_dict_output: bool = False,
+                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD):
         super().__init__()
         self.model = model
         self.stride = stride
         self.channels_last = channels_last
         self.is_dict_output = is_dict_output
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
 
@@ -108,17 +110,24 @@ def weights_cached(arch: str, encoder: str, weights: str = "imagenet") -> bool:
 
 
 def resolve_weights(arch: str, encoder: str, weights: str | None) -> tuple[str | None, str]:
-    """``encoder_weights``: "auto" becomes "imagenet" when the weights are in the local cache,
-    else None (random init); returns the value and a phrase for the run's plan."""
+    """``encoder_weights``: "auto" becomes "shipped" when the project installs the encoder's
+    weights (models/shipped.py), else "imagenet" when they are in the local hub cache, else None
+    (random init); returns the value and a phrase for the run's plan."""
     if arch in OWN_ARCHS or weights is None:
         return None, "random init"
+    if weights == "shipped" or (weights == "auto" and shipped.available(encoder)):
+        if encoder not in shipped.SHIPPED:
+            raise ConfigError(f"model.encoder_weights=shipped: no weights ship for encoder {encoder!r}; shipped: "
+                              f"{sorted(shipped.SHIPPED)} (model=unet_efficientnet_lite0). Use auto, imagenet or null.")
+        return "shipped", f"{shipped.SHIPPED[encoder].about}, sha256 checked"
     if weights != "auto":
         return weights, f"{weights} weights (model.encoder_weights={weights})"
     if weights_cached(arch, encoder):
         return "imagenet", "ImageNet weights (found in the local cache)"
     folder = _weights_source("mobilenet_v3_large" if arch in TORCHVISION_ARCHS else encoder, "imagenet")[1]
-    return None, (f"random init: no ImageNet weights for {encoder} in the local cache ({folder}); copy them there "
-                  "or set model.weights_path=FILE to start from them")
+    return None, (f"random init: no ImageNet weights for {encoder} in the local cache ({folder}); copy them there, "
+                  "set model.weights_path=FILE, or use model=unet_efficientnet_lite0 (its ImageNet weights install "
+                  "with the project)")
 
 
 def _pretrained_error(name: str, arch: str, weights: str, err: Exception, elapsed: float) -> ConfigError:
@@ -194,13 +203,19 @@ def build_model(
         channels_last = torch.cuda.is_available()
     elif not isinstance(channels_last, bool):
         raise ConfigError(f"model.channels_last={channels_last!r}: use true, false or auto.")
-    if encoder_weights == "auto":
+    if encoder_weights in ("auto", "shipped"):
         encoder_weights, _ = resolve_weights(arch, encoder, encoder_weights)
-    load_hub = encoder_weights if weights_path is None else None
+    load_hub = encoder_weights if weights_path is None and encoder_weights != "shipped" else None
     model, encoder_module, dict_output, stride = _network(arch, encoder, num_classes, load_hub, **kwargs)
     if weights_path is not None:
         _load_encoder_weights(encoder_module, weights_path, encoder)
-    net = SegmentationNet(model, stride=stride, channels_last=channels_last, is_dict_output=dict_output)
+    elif encoder_weights == "shipped":
+        shipped.load_into(encoder_module, encoder)
+    # Pixels are normalised as the encoder's pretrained weights expect (ImageNet's statistics,
+    # or those of the shipped weights): fixed by the encoder's name, so checkpoints agree.
+    mean, std = shipped.normalization(encoder) or (IMAGENET_MEAN, IMAGENET_STD)
+    net = SegmentationNet(model, stride=stride, channels_last=channels_last, is_dict_output=dict_output,
+                          mean=mean, std=std)
     if compile:
         net.model.compile()
     return net
