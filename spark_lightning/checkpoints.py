@@ -1,14 +1,24 @@
-"""Reading our checkpoints: checks with one clear message, the network, and what training knew.
+"""Reading our checkpoints: data, never code; checks with one clear message; the network.
 
 A checkpoint holds the module's hyperparameters (network, loss, optimizer, classes) and the
 data module's (format, ``size``, ``crop``), so prediction needs no Hydra config. Checkpoints
 written before 0.2 kept the training scale under the module's ``inference`` argument; they
 still load.
+
+Opening one never runs code: it is unpickled with ``weights_only=True`` (tensors and plain
+data, plus the exact types Lightning stores, ``SAFE_GLOBALS``), and every ``_target_`` its
+hyperparameters name is checked (``check_targets``) before anything is built from it: a
+network, loss, optimizer, schedule, augmentation or data format of ours or of our libraries,
+never an arbitrary callable such as ``builtins.open``.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
+import pickle
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +30,110 @@ from spark_lightning.errors import CheckpointError
 log = logging.getLogger(__name__)
 
 
+def _safe_globals() -> list:
+    from lightning.fabric.utilities.data import AttributeDict
+
+    return [AttributeDict]  # Lightning's hparams container; everything else we store is plain data
+
+
 def _load(path: Path) -> Any:
-    return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    with torch.serialization.safe_globals(_safe_globals()):
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
 
 
-def last_good_checkpoint(folder: Path, exclude: Path | None = None) -> Path | None:
-    """The newest checkpoint in ``folder`` that loads (a damaged disk or copy may leave a bad one);
-    the file itself rather than ``best.ckpt``, its second name."""
-    for path in sorted(folder.glob("*.ckpt"), key=lambda p: (p.name == "best.ckpt", -p.stat().st_mtime)):
-        if path == exclude:
-            continue
-        try:
-            _load(path)
-            return path
-        except Exception:  # noqa: BLE001 - any unreadable file is simply not a candidate
-            continue
-    return None
+def _unsafe_globals(path: Path) -> list[str]:
+    """The globals a pickle would import beyond what we allow, read from its opcodes (not run)."""
+    allowed = {f"{g.__module__}.{g.__qualname__}" for g in _safe_globals()}
+    try:
+        return [g for g in torch.serialization.get_unsafe_globals_in_checkpoint(path) if g not in allowed]
+    except Exception:  # noqa: BLE001 - a file too damaged to scan is simply damaged
+        return []
+
+
+def other_checkpoints(folder: Path, exclude: Path | None = None) -> list[Path]:
+    """The other ``*.ckpt`` files in ``folder``, newest first, by name only: none is opened
+    (a file the user did not name is never unpickled)."""
+    found = [p for p in folder.glob("*.ckpt") if p != exclude and p.is_file() and p.name != "best.ckpt"]
+    return sorted(found, key=lambda p: -p.stat().st_mtime)
+
+
+# -- what a checkpoint may ask us to build -----------------------------------------------------
+
+# Packages whose classes a checkpoint may name (networks, losses, optimizers, augmentations);
+# SPARK_LIGHTNING_TRUSTED_MODULES=mod1,mod2 adds your own (e.g. the module of a data format).
+TRUSTED_PACKAGES = ("spark_lightning", "segmentation_models_pytorch", "timm", "torch", "torchvision", "albumentations")
+# Functions (not classes) a config may target: our model factory and schedules.
+TRUSTED_FUNCTIONS = {"spark_lightning.models.build_model", "spark_lightning.models.factory.build_model",
+                     "spark_lightning.optim.poly", "spark_lightning.optim.cosine", "spark_lightning.optim.onecycle"}
+
+
+def _targets(node: Any, key: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every ``_target_`` inside nested dicts and lists."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            where = f"{key}.{k}" if key else str(k)
+            if k == "_target_":
+                yield where, v
+            else:
+                yield from _targets(v, where)
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            yield from _targets(v, f"{key}[{i}]")
+
+
+def _trusted_modules() -> tuple[str, ...]:
+    extra = os.environ.get("SPARK_LIGHTNING_TRUSTED_MODULES", "")
+    return TRUSTED_PACKAGES + tuple(m.strip() for m in extra.split(",") if m.strip())
+
+
+def _allowed_object(obj: Any) -> bool:
+    """A class we build from configs: a network or loss, an optimizer, an augmentation, a data
+    format; or one of our factory functions."""
+    import albumentations as A
+
+    from spark_lightning.data.formats import SegmentationFormat
+
+    if isinstance(obj, type):
+        return issubclass(obj, (nn.Module, torch.optim.Optimizer, A.BasicTransform, A.BaseCompose, SegmentationFormat))
+    return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}" in TRUSTED_FUNCTIONS
+
+
+def check_target(value: Any, source: str, key: str) -> None:
+    """Refuse a ``_target_`` read from a file unless it names something we build (see
+    ``_allowed_object``) in a trusted module; the module is only imported once its name passed
+    (or when this process already imported it, e.g. your own data format)."""
+    import sys
+
+    name = str(value)
+    module, _, attr = name.rpartition(".")
+    top = module.split(".", 1)[0]
+    trusted = top in _trusted_modules() or module in _trusted_modules() or module in sys.modules
+    refuse = CheckpointError(
+        f"{source} names {key}={name!r}, which is not a network, loss, optimizer, schedule, augmentation or "
+        "data format of spark_lightning or its libraries: it is refused, not built (a checkpoint must never run "
+        "code). If the class is your own (a data format of yours), add its module to "
+        "SPARK_LIGHTNING_TRUSTED_MODULES; otherwise do not use this checkpoint.")
+    if not module or not attr or not trusted:
+        raise refuse
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise CheckpointError(f"{source} names {key}={name!r}, which does not exist here ({type(err).__name__}): "
+                              "install the package that defines it, or use another checkpoint.") from err
+    if not _allowed_object(obj):
+        raise refuse
+
+
+def check_targets(data: dict, source: str) -> None:
+    """Every ``_target_`` in a checkpoint's hyperparameters, checked before anything is built."""
+    for part in ("hyper_parameters", "datamodule_hyper_parameters"):
+        for key, value in _targets(data.get(part) or {}, part):
+            check_target(value, source, key)
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """The checkpoint dict; one clear line for a missing, empty, damaged or foreign file."""
+    """The checkpoint dict, opened as data only; one clear line for a missing, empty, damaged,
+    foreign or unsafe file."""
     path = Path(path).expanduser()
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist.")
@@ -49,18 +143,32 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): a save was interrupted; use another checkpoint.")
     try:
         data = _load(path)
+    except pickle.UnpicklingError as err:
+        unsafe = _unsafe_globals(path)
+        if unsafe:
+            raise CheckpointError(
+                f"checkpoint {path} holds Python objects that are not plain data ({', '.join(unsafe[:3])}): opening "
+                "it could run code, so it was not opened. Use a checkpoint written by spark_lightning's train "
+                "command.") from err
+        raise _damaged(path, err) from err
     except Exception as err:  # noqa: BLE001 - torch raises many types for damaged files
-        good = last_good_checkpoint(path.parent, exclude=path)
-        hint = f" The newest readable checkpoint beside it: {good} (ckpt_path={good})." if good else ""
-        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint ({type(err).__name__}).{hint}") from err
+        raise _damaged(path, err) from err
     if not isinstance(data, dict) or "state_dict" not in data or "hyper_parameters" not in data:
         raise CheckpointError(f"{path} is not a spark_lightning checkpoint (no state_dict/hyper_parameters).")
+    check_targets(data, f"checkpoint {path}")
     bad = [k for k, v in data["state_dict"].items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"checkpoint {path} holds non-finite weights ({len(bad)} tensors with NaN or inf, e.g. "
                               f"{bad[0]}): its run diverged. Use an earlier checkpoint, or train again with a lower "
                               "optimizer.lr or trainer.gradient_clip_val.")
     return data
+
+
+def _damaged(path: Path, err: Exception) -> CheckpointError:
+    others = other_checkpoints(path.parent, exclude=path)
+    hint = (f" Other checkpoints beside it (not opened; newest first): {', '.join(p.name for p in others[:3])}."
+            if others else "")
+    return CheckpointError(f"checkpoint {path} is damaged or not a checkpoint ({type(err).__name__}).{hint}")
 
 
 def describe_model(model: dict) -> str:

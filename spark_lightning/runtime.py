@@ -169,10 +169,10 @@ class _DropMessages(logging.Filter):
 
 def quiet_libraries() -> None:
     """Filter the specific messages a user cannot act on (not warnings in general)."""
-    for pattern in (".*weights_only.*", ".*anonymous setting.*", ".*pytree.*deprecated.*",
+    for pattern in (".*anonymous setting.*", ".*pytree.*deprecated.*",
                     ".*_register_pytree_node.*", ".*isinstance.*LeafSpec.*"):
         warnings.filterwarnings("ignore", message=pattern)
-    drop = _DropMessages("litlogger", "LitLogger", "weights_only")
+    drop = _DropMessages("litlogger", "LitLogger")
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
                  "lightning.pytorch.trainer.connectors.checkpoint_connector"):
         logger = logging.getLogger(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,9 @@ def _fit(plan: DictConfig, callbacks: list) -> dict[str, Any]:
         module.example_input_array = torch.zeros(1, 3, side, side, dtype=torch.uint8)
     trainer = build_trainer(plan, callbacks=callbacks)
     log_hyperparams(trainer, plan)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=plan.get("ckpt_path"))
+    # The plan opened ckpt_path as data only (checkpoints.read_checkpoint); Lightning opens it so too.
+    safe = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
+    trainer.fit(module, datamodule=datamodule, ckpt_path=plan.get("ckpt_path"), **safe)
     best = _best_metrics(trainer, plan)
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     return {"metrics": best, "final": final, "trainer": trainer, "module": module, "datamodule": datamodule}
