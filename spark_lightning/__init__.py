@@ -26,6 +26,29 @@ def _set_offline_defaults() -> None:
 _set_offline_defaults()
 
 
+def busy_cpu(load: float | None = None, cores: int | None = None) -> bool:
+    """Whether other jobs keep this machine's cores busy (1-minute load >= 3/4 of the cores)."""
+    try:
+        load = os.getloadavg()[0] if load is None else load
+    except OSError:  # no load average on this platform
+        return False
+    return load >= 0.75 * (cores or os.cpu_count() or 1)
+
+
+def _set_thread_defaults() -> None:
+    """On a busy machine, OpenMP threads that spin while they wait fight the other jobs for the
+    cores: training ran 3x slower beside two busy processes on 2 cores, 1.2x with threads that
+    sleep instead (bench/busy_machine.py). Sleeping threads cost a third of the speed on an idle
+    machine, so they are chosen only when the machine is busy as the command starts; the plan
+    says so. Must run before torch is imported; a value you set wins."""
+    if "OMP_WAIT_POLICY" not in os.environ and busy_cpu():
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        os.environ["SPARK_LIGHTNING_BUSY_CPU"] = "1"  # for the plan's device line
+
+
+_set_thread_defaults()
+
+
 def _register_resolvers() -> None:
     """``${job_dirname:${hydra.job.num},${hydra.job.override_dirname}}``: a sweep job's folder
     name, its overrides cut to a length every file system accepts (255 bytes), plus a hash."""

@@ -158,6 +158,9 @@ def describe(plan: DictConfig, device: str, notes: dict[str, str], budget: dict 
         where = f"cuda: {torch.cuda.get_device_name(0)} x {trainer.get('devices', 1)}"
     else:
         where = f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+        if os.environ.get("SPARK_LIGHTNING_BUSY_CPU"):
+            where += (f"; the machine was busy at start (load {os.getloadavg()[0]:.1f}): OpenMP threads sleep while "
+                      "they wait (OMP_WAIT_POLICY=PASSIVE), about 2x faster beside other jobs")
     asked = notes.get("precision", trainer.precision)
     scale = f"{data.size} px" if data.get("size") else "full resolution"
     if data.get("crop"):

@@ -172,3 +172,44 @@ def test_time_budget_says_at_once_when_one_epoch_does_not_fit(monkeypatch, caplo
         now[0] += 2.0  # 2 s per batch: the epoch takes ~200 s
         budget.on_train_batch_end(trainer, None, None, None, i)
     assert "one epoch takes about 3.7 min" in caplog.text and budget.planned_epochs == 1 == trainer.max_epochs
+
+
+@pytest.mark.slow
+def test_a_run_slowed_down_midway_ends_its_schedule_and_says_what_happened(cfg_tiny, monkeypatch, caplog):
+    """A real training under an artificial slowdown: a 60 s budget, epochs that cost 1 s of the
+    budget's clock, then 10 s from the third epoch on (another job took the machine). The plan
+    shrinks, the run still ends on the one-cycle schedule's final learning rate (not in its
+    warm-up), leaves no whole epoch unused, and its last line says what it planned, what
+    happened and what to do."""
+    import lightning as L
+    from omegaconf import open_dict
+
+    import spark_lightning.callbacks.time_budget as tb
+    from spark_lightning.tasks.train import _fit
+
+    clock = [0.0]
+    monkeypatch.setattr(tb.time, "monotonic", lambda: clock[0])
+
+    class Slowdown(L.Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            clock[0] += (1.0 if trainer.current_epoch < 2 else 10.0) / trainer.num_training_batches
+
+    with open_dict(cfg_tiny):
+        cfg_tiny.trainer.max_time = 60
+        cfg_tiny.trainer.max_epochs = 1000
+        cfg_tiny.scheduler = {"_target_": "spark_lightning.optim.onecycle", "_partial_": True}
+        cfg_tiny.optimizer.lr = 1e-2
+    from spark_lightning.plan import resolve_train
+
+    with caplog.at_level("INFO", logger="spark_lightning"):
+        result = _fit(resolve_train(cfg_tiny), [Slowdown()])
+    trainer = result["trainer"]
+    budget = tb.find_callback(trainer, tb.TimeBudget)
+    assert budget.first_plan[0] == 58  # 1 s epochs: 58 fit the budget (2 % margin)
+    assert 2 < trainer.current_epoch < 10 and trainer.current_epoch == budget.planned_epochs
+    assert budget.used() <= 60 and budget.remaining() < 10 + 1.2  # no whole 10 s epoch left unused
+    final_lr = trainer.optimizers[0].param_groups[0]["lr"]
+    assert final_lr == pytest.approx(1e-2 / (25 * 1e4), rel=0.05)  # one-cycle's floor, not its warm-up
+    warning = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "time budget" in r.getMessage())
+    assert f"trained {trainer.current_epoch} epochs where its plan after the first epoch was 58" in warning
+    assert "10.0x slower" in warning and "trainer.max_time" in warning

@@ -82,6 +82,7 @@ class TimeBudget(L.Callback):
         self._start: float | None = None  # this process's training start
         self._epoch_start = 0.0
         self._limit: int | None = None  # the user's max_epochs
+        self.first_plan: tuple[int, float] | None = None  # (epochs, s per epoch) planned after the first epoch
 
     def used(self) -> float:
         return self.used_before + (time.monotonic() - self._start if self._start is not None else 0.0)
@@ -124,13 +125,17 @@ class TimeBudget(L.Callback):
             return
         self.durations.append(time.monotonic() - self._epoch_start)
         self._plan(trainer, trainer.current_epoch + 1, self.epoch_estimate())
+        if self.first_plan is None:
+            self.first_plan = (int(self.planned_epochs), self.durations[-1])
 
     def epoch_estimate(self) -> float:
-        """Seconds per epoch to plan with: the mean, or the slowest of the last three epochs when
-        that is longer. Erring long makes the plan grow late rather than shrink: a revised plan
-        keeps the schedule continuous (``progress``), but a shrinking one squeezes the rest of it
-        into fewer steps and risks an epoch that runs over the budget."""
-        return max(sum(self.durations) / len(self.durations), max(self.durations[-3:]))
+        """Seconds per epoch to plan with: the machine's recent speed, the last epoch or, when
+        it was faster than the one before, the mean of the two. A machine that got busy shows
+        in the last epoch at once; one that got quiet again is believed after two epochs. A
+        revised plan keeps the schedule continuous (``progress``), so following the speed costs
+        nothing, and a whole epoch that still fits is never left unused."""
+        recent = self.durations[-2:]
+        return max(self.durations[-1], sum(recent) / len(recent))
 
     def _plan(self, trainer: L.Trainer, done: int, per_epoch: float) -> None:
         """Total epochs that fit (at least ``done``, at least one), decided on rank 0 and set as
@@ -150,10 +155,29 @@ class TimeBudget(L.Callback):
         trainer.fit_loop.max_epochs = planned  # the run ends after a whole epoch; the bar shows the plan
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.budget_s is not None:
-            log.info("time budget %.1f min: stopped after epoch %d of %s planned, %.1f min used (rank %d)",
-                     self.budget_s / 60, trainer.current_epoch, self.planned_epochs, self.used() / 60,
-                     trainer.global_rank)
+        if self.budget_s is None:
+            return
+        log.info("time budget %.1f min: stopped after epoch %d of %s planned, %.1f min used (rank %d)",
+                 self.budget_s / 60, trainer.current_epoch, self.planned_epochs, self.used() / 60, trainer.global_rank)
+        shortfall = self.shortfall(trainer.current_epoch)
+        if shortfall and trainer.global_rank == 0:
+            log.warning(shortfall)
+
+    def shortfall(self, epochs: int) -> str | None:
+        """One paragraph when the run trained far less than it first planned (the machine got
+        busy or slow mid-way): the plan, what happened, and what to do. None otherwise."""
+        if self.first_plan is None or not self.durations:
+            return None
+        planned, first_s = self.first_plan
+        if epochs >= 0.6 * planned:
+            return None
+        slowest = max(self.durations)
+        return (f"time budget {self.budget_s / 60:.1f} min: this run trained {epochs} epochs where its plan after "
+                f"the first epoch was {planned}: epochs took up to {slowest:.0f} s against {first_s:.0f} s at first "
+                f"({slowest / max(first_s, 1e-9):.1f}x slower; another job on this machine?). Its learning-rate "
+                "schedule still ended on its final value, but the model got "
+                f"{100 * epochs / planned:.0f} % of the training planned, so expect weaker results than this recipe "
+                "reaches: train again on a quieter machine, or give it more time (trainer.max_time).")
 
     def progress(self, trainer: L.Trainer) -> float:
         """Share of the planned run done, from optimizer steps (the same on every rank). When the
@@ -172,7 +196,8 @@ class TimeBudget(L.Callback):
 
     def state_dict(self) -> dict:
         return {"budget_s": self.budget_s, "used": self.used(), "durations": list(self.durations),
-                "planned_epochs": self.planned_epochs, "done_share": self._done_share, "anchor": list(self._anchor)}
+                "planned_epochs": self.planned_epochs, "done_share": self._done_share, "anchor": list(self._anchor),
+                "first_plan": list(self.first_plan) if self.first_plan else None}
 
     def load_state_dict(self, state_dict: dict) -> None:
         if state_dict.get("budget_s") is None or self.budget_s is None:
@@ -185,3 +210,5 @@ class TimeBudget(L.Callback):
         self._done_share = float(state_dict.get("done_share", 0.0))
         share0, step0 = state_dict.get("anchor", (0.0, 0))
         self._anchor = (float(share0), int(step0))
+        first = state_dict.get("first_plan")
+        self.first_plan = (int(first[0]), float(first[1])) if first else None

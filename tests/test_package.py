@@ -1,0 +1,32 @@
+"""What importing spark_lightning sets up before torch and the hub libraries load."""
+
+from __future__ import annotations
+
+import spark_lightning
+
+
+def test_busy_means_three_quarters_of_the_cores_loaded():
+    assert spark_lightning.busy_cpu(load=1.5, cores=2) and spark_lightning.busy_cpu(load=6.0, cores=8)
+    assert not spark_lightning.busy_cpu(load=1.4, cores=2) and not spark_lightning.busy_cpu(load=0.2, cores=2)
+
+
+def test_a_busy_machine_gets_sleeping_openmp_threads_unless_you_chose(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("SPARK_LIGHTNING_BUSY_CPU", raising=False)
+    monkeypatch.setattr(spark_lightning, "busy_cpu", lambda: True)
+    spark_lightning._set_thread_defaults()
+    import os
+
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["SPARK_LIGHTNING_BUSY_CPU"] == "1"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # yours wins
+    spark_lightning._set_thread_defaults()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_an_idle_machine_keeps_torch_defaults(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(spark_lightning, "busy_cpu", lambda: False)
+    spark_lightning._set_thread_defaults()
+    import os
+
+    assert "OMP_WAIT_POLICY" not in os.environ
