@@ -91,6 +91,25 @@ def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
                            **kwargs)
 
 
+# What a training leaves in its run directory; a fresh run into a folder holding one of these
+# would replace it.
+RUN_FILES = ("checkpoints/last.ckpt", "checkpoints/best.ckpt", "metrics.json")
+
+
+def _refuse_finished_run(output_dir: Path, resume: str | None) -> None:
+    """A fresh training never replaces an earlier one's checkpoints and metrics silently (a
+    requeued job that forgot resume=auto would): one line saying how to continue or replace it."""
+    found = [name for name in RUN_FILES if (output_dir / name).is_file()]
+    if not found:
+        return
+    from spark_lightning.runtime import RunDirFinished
+
+    hint = ("resume=auto found no checkpoints/last.ckpt to continue; " if resume == "auto" else
+            "resume=auto continues it; ")
+    raise RunDirFinished(f"run directory {output_dir} already holds a training ({', '.join(found)}): {hint}choose "
+                         "another hydra.run.dir for a new run, or set overwrite=true to replace it.")
+
+
 def resume_checkpoint(cfg: DictConfig) -> str | None:
     """``ckpt_path`` if given; with ``resume=auto`` the run directory's last.ckpt (if any).
 
@@ -106,6 +125,8 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
             ckpt = str(last)
         else:
             log.info("resume=auto: no %s yet, starting from scratch", last)
+    if ckpt is None and not cfg.get("overwrite"):
+        _refuse_finished_run(output_dir, cfg.get("resume"))
     if ckpt is not None:
         path = Path(ckpt).expanduser()
         check_same_model(read_checkpoint(path), container(cfg.model), path)

@@ -176,6 +176,8 @@ def describe(plan: DictConfig, device: str, notes: dict[str, str], budget: dict 
     optimizer = plan.optimizer
     start = (f"resume from {plan.ckpt_path}" if plan.get("ckpt_path") else
              f"fine-tune from {plan.init_from} (weights only)" if plan.get("init_from") else "a fresh run")
+    if not plan.get("ckpt_path") and plan.get("overwrite"):
+        start += " (overwrite=true: replacing any earlier training in the run dir)"
     rows = [
         ("recipe", (plan.get("recipe") or {}).get("about") or "as configured"),
         ("data", _data(plan)),

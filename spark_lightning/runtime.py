@@ -33,22 +33,21 @@ def one_line(err: BaseException) -> str:
 
 
 def task_wrapper(task: Callable[[DictConfig], dict[str, Any]]) -> Callable[[DictConfig], dict[str, Any]]:
-    """Around every ``run_*`` task: say where the run directory is, clear a stale FAILED marker,
-    write ``FAILED`` with the root cause when the task fails (the sweep report reads it), and
-    finish the job's W&B run in any case."""
+    """Around every ``run_*`` task: say where the run directory is, write ``FAILED`` with the
+    root cause when the task fails (the sweep report reads it), and finish the job's W&B run in
+    any case. Markers of an earlier attempt are cleared by the training that continues it
+    (``clear_markers``), never by another command writing into the same folder."""
 
     @functools.wraps(task)
     def wrapped(cfg: DictConfig) -> dict[str, Any]:
         quiet_libraries()
         output_dir = Path(cfg.paths.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        for marker in ("FAILED", "PRUNED"):  # from an earlier attempt of a resumed run
-            (output_dir / marker).unlink(missing_ok=True)
         log.info("run directory: %s", output_dir.resolve())
         name = task.__name__.removeprefix("run_")
         try:
             return task(cfg)
-        except RunDirBusy as err:  # the run directory is another process's: leave no marker in it
+        except RunDirTaken as err:  # the run directory is another run's: leave no marker in it
             log.error("%s failed: %s", name, err)
             raise
         except Exception as err:
@@ -70,8 +69,23 @@ def task_wrapper(task: Callable[[DictConfig], dict[str, Any]]) -> Callable[[Dict
     return wrapped
 
 
-class RunDirBusy(SparkError):
+class RunDirTaken(SparkError):
+    """The run directory belongs to another run: nothing of ours may be written into it."""
+
+
+class RunDirBusy(RunDirTaken):
     """Another process is training into this run directory."""
+
+
+class RunDirFinished(RunDirTaken):
+    """The run directory holds an earlier training, and this one neither resumes nor replaces it."""
+
+
+def clear_markers(output_dir: Path) -> None:
+    """Remove ``FAILED`` / ``PRUNED`` of an earlier attempt: only a training that continues or
+    replaces the run in ``output_dir`` calls this."""
+    for marker in ("FAILED", "PRUNED"):
+        (output_dir / marker).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

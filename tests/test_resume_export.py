@@ -116,6 +116,35 @@ def test_onnx_export_parity(trained_ckpt, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_export_replaces_only_its_own_files(trained_ckpt, tmp_path):
+    """output= the checkpoint, a file of yours, or a foreign ``.data`` beside it: refused in one
+    line and untouched; export's own earlier file is replaced; overwrite=true replaces yours."""
+    from spark_lightning.errors import ConfigError, SparkDataError
+    from spark_lightning.tasks.export import read_manifest
+
+    def export(output, *extra):
+        return run_export(compose_task("export", [f"ckpt={trained_ckpt}", f"output={output}", *extra], tmp_path / "h"))
+
+    ckpt_bytes = trained_ckpt.read_bytes()
+    with pytest.raises(ConfigError, match=r"is the checkpoint being exported"):
+        export(trained_ckpt)
+    assert trained_ckpt.read_bytes() == ckpt_bytes
+    yours = tmp_path / "notes.onnx"
+    yours.write_text("my notes")
+    with pytest.raises(SparkDataError, match=r"notes.onnx exists and was not written by spark_lightning's export"):
+        export(yours)
+    assert yours.read_text() == "my notes"
+    side = tmp_path / "m.onnx.data"
+    side.write_text("someone's data")
+    ours = export(tmp_path / "m.onnx")["path"]  # a fresh file beside a foreign .data: that file is kept
+    assert read_manifest(ours)["checkpoint"] == str(trained_ckpt.resolve()) and side.read_text() == "someone's data"
+    export(ours)  # our own earlier export: replaced without a flag
+    side.unlink()
+    export(yours, "overwrite=true")
+    assert read_manifest(yours) is not None
+
+
+@pytest.mark.slow
 def test_time_budget_survives_sigkill_and_resume(tiny_root, tmp_path):
     """Killed mid-run under a 60 s budget, then resume=auto: the resumed run plans the time left
     (not the whole budget again), its one-cycle learning rate continues from the checkpoint (no

@@ -56,6 +56,40 @@ def test_a_second_training_into_the_same_run_dir_stops(tiny_root, tmp_path):
     run_train(cfg)  # free again
 
 
+def test_a_fresh_training_into_a_finished_run_dir_replaces_nothing(tiny_root, tmp_path):
+    """What a requeued job that forgot resume=auto does: stopped in one line, the first run's
+    checkpoints, metrics, plan and FAILED marker untouched; resume=auto or overwrite=true go on."""
+    from spark_lightning.runtime import RunDirFinished
+
+    cfg = tiny_train_config(tiny_root, tmp_path)
+    run_dir = Path(cfg.paths.output_dir)
+    run_train(cfg)
+    (run_dir / "FAILED").write_text("an earlier attempt's cause\n")
+    before = {p: p.read_bytes() for p in [run_dir / "metrics.json", run_dir / "config.yaml",
+                                          *sorted((run_dir / "checkpoints").glob("*.ckpt"))]}
+    with pytest.raises(RunDirFinished, match=rf"run directory {run_dir} already holds a training "
+                                             r"\(checkpoints/last.ckpt, checkpoints/best.ckpt, metrics.json\): "
+                                             r"resume=auto continues it; .* overwrite=true to replace it"):
+        run_train(cfg)
+    assert {p: p.read_bytes() for p in before} == before
+    assert (run_dir / "FAILED").read_text() == "an earlier attempt's cause\n"  # not cleared, not rewritten
+    cfg.overwrite = True
+    run_train(cfg)
+    assert not (run_dir / "FAILED").exists() and json.loads((run_dir / "metrics.json").read_text())["history"]
+
+
+def test_another_command_into_a_run_dir_keeps_its_markers(trained_ckpt, tiny_root, tmp_path):
+    from spark_lightning.tasks import run_evaluate
+
+    run_dir = trained_ckpt.parents[1]
+    (run_dir / "PRUNED").write_text("pruned after epoch 1\n")
+    cfg = compose_task("evaluate", [f"ckpt={trained_ckpt}", f"data.root={tiny_root}", "predict.num_workers=0",
+                                    "worst=0"], run_dir)
+    run_evaluate(cfg)
+    assert (run_dir / "PRUNED").read_text() == "pruned after epoch 1\n"
+    (run_dir / "PRUNED").unlink()
+
+
 def _long_smoke_run(tiny_root, tmp_path, epochs: int):
     """(run dir, command, environment) of a smoke training that runs until it is stopped."""
     run_dir = tmp_path / "run"

@@ -9,6 +9,7 @@ below 2 GB are one self-contained ``.onnx`` (weights inside); larger ones get th
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -27,6 +28,50 @@ from spark_lightning.runtime import task_wrapper
 
 log = logging.getLogger(__name__)
 INLINE_LIMIT = 1.8 * 1024**3  # protobuf's 2 GB file limit, with room for the graph
+# The manifest inside every .onnx we write (its metadata_props): how a later export knows the
+# file is ours to replace. Anything else at output= is never replaced without overwrite=true.
+MANIFEST_KEY, MANIFEST_SCHEMA = "spark_lightning.export", 1
+
+
+def read_manifest(path: Path) -> dict | None:
+    """The manifest of an ONNX file this command wrote, else None (not ONNX, or not ours)."""
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        props = {p.key: p.value for p in model.metadata_props}
+        manifest = json.loads(props[MANIFEST_KEY])
+    except Exception:  # noqa: BLE001 - unreadable, foreign or other schema: not ours
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("schema") == MANIFEST_SCHEMA else None
+
+
+def _stamp(path: Path, manifest: dict) -> None:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = MANIFEST_KEY, json.dumps({"schema": MANIFEST_SCHEMA, **manifest})
+    onnx.save_model(model, str(path))
+
+
+def check_output(out: Path, ckpt: Path, overwrite: bool) -> dict | None:
+    """Refuse to replace the checkpoint itself, or a file export did not write (unless
+    overwrite=true); returns the manifest of our earlier export at ``out``, if any."""
+    if out.exists() and out.resolve() == ckpt.expanduser().resolve():
+        raise ConfigError(f"output={out} is the checkpoint being exported: choose another output= (e.g. "
+                          f"{ckpt.with_suffix('.onnx').name}).")
+    if out.is_dir():
+        raise ConfigError(f"output={out} is a folder: give a file name, e.g. output={out / 'model.onnx'}.")
+    previous = read_manifest(out) if out.exists() else None
+    if out.exists() and previous is None and not overwrite:
+        raise SparkDataError(_foreign(out, out))
+    return previous
+
+
+def _foreign(out: Path, found: Path) -> str:
+    return (f"output={out}: {found} exists and was not written by spark_lightning's export, so it is never replaced: "
+            "choose another output=, or set overwrite=true to replace it.")
 
 
 def _weights_bytes(net: nn.Module) -> int:
@@ -40,10 +85,13 @@ def _export(net: nn.Module, sample: torch.Tensor, path: Path, opset: int, spatia
                       output_names=["logits"], dynamic_shapes={"x": dims}, verbose=False, external_data=not inline)
 
 
-def export_onnx(net: nn.Module, path: Path, size: int, opset: int = 18, dynamic_spatial: bool = True) -> bool:
-    """Write ``path`` (and ``path.data`` for models over 2 GB) atomically; return whether
-    height/width are dynamic. The export runs in a temp folder beside ``path`` under the final
-    name, so the weights file it refers to keeps that name when moved into place."""
+def export_onnx(net: nn.Module, path: Path, size: int, opset: int = 18, dynamic_spatial: bool = True,
+                manifest: dict | None = None, replaces_weights: bool = False) -> bool:
+    """Write ``path`` (and ``path.data`` for models over 2 GB) atomically, stamped with our
+    manifest; return whether height/width are dynamic. The export runs in a temp folder beside
+    ``path`` under the final name, so the weights file it refers to keeps that name when moved
+    into place. A ``path.data`` left by an earlier export is removed only when
+    ``replaces_weights`` (it was ours, or overwrite=true)."""
     net = net.eval().cpu()
     sample = torch.rand(2, 3, size, size) * 255
     inline = _weights_bytes(net) < INLINE_LIMIT
@@ -60,11 +108,16 @@ def export_onnx(net: nn.Module, path: Path, size: int, opset: int = 18, dynamic_
                             size, size)
                 spatial = False
                 _export(net, sample, staged, opset, spatial, inline)
-            for produced in sorted(Path(tmp).iterdir(), key=lambda p: p.suffix == ".onnx"):  # weights first
-                os.replace(produced, path.parent / produced.name)
+            _stamp(staged, {**(manifest or {}), "external": not inline, "dynamic_spatial": spatial})
+            produced = sorted(Path(tmp).iterdir(), key=lambda p: p.suffix == ".onnx")  # weights first
+            for extra in produced[:-1]:
+                if (path.parent / extra.name).exists() and not replaces_weights:
+                    raise SparkDataError(_foreign(path, path.parent / extra.name))
+            for file in produced:
+                os.replace(file, path.parent / file.name)
     except OSError as err:
         raise explain_os_error(err, path) from err
-    if inline:
+    if inline and replaces_weights:
         Path(f"{path}.data").unlink(missing_ok=True)  # from an earlier, external-data export
     return spatial
 
@@ -105,7 +158,12 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
                                 ("check", f"onnxruntime vs PyTorch at {size} px, tolerance {cfg.tolerance}")]))
     if not out.parent.is_dir():
         raise SparkDataError(f"output={out}: folder {out.parent} does not exist; create it or choose another output=.")
-    dynamic = export_onnx(net, out, size, cfg.opset, cfg.dynamic_spatial)
+    overwrite = bool(cfg.get("overwrite"))
+    previous = check_output(out, Path(cfg.ckpt), overwrite)
+    replaces_weights = overwrite or bool(previous and previous.get("external"))
+    dynamic = export_onnx(net, out, size, cfg.opset, cfg.dynamic_spatial,
+                          manifest={"checkpoint": str(Path(cfg.ckpt).expanduser().resolve()), "opset": cfg.opset},
+                          replaces_weights=replaces_weights)
     inputs = [torch.rand(1, 3, size, size) * 255, torch.rand(3, 3, size, size) * 255, _parity_image(cfg, size)]
     if dynamic:
         inputs.append(torch.rand(1, 3, size + 6, size - 10) * 255)

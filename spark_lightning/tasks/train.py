@@ -18,7 +18,7 @@ from spark_lightning.checkpoints import load_weights
 from spark_lightning.errors import ConfigError
 from spark_lightning.loggers import log_best, log_hyperparams
 from spark_lightning.plan import resolve_train
-from spark_lightning.runtime import run_dir_lock, task_wrapper
+from spark_lightning.runtime import clear_markers, run_dir_lock, task_wrapper
 from spark_lightning.search.trial import TrialLink
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     with run_dir_lock(output_dir):
         plan = resolve_train(cfg)
+        clear_markers(output_dir)  # this training continues or replaces whatever ran here before
         trial = TrialLink.open(plan)  # None unless an Optuna search launched this job
         with trial.alive() if trial else contextlib.nullcontext():
             result = _fit(plan, [trial.callback(plan.optimized_metric)] if trial else [])
