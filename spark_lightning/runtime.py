@@ -58,15 +58,24 @@ def task_wrapper(task: Callable[[DictConfig], dict[str, Any]]) -> Callable[[Dict
             else:
                 log.exception("%s failed (run dir %s)", name, output_dir)
             raise
-        except (KeyboardInterrupt, SystemExit) as err:  # Ctrl-C (Lightning turns it into sys.exit(1))
-            (output_dir / "FAILED").write_text(f"interrupted ({type(err).__name__}) before the {name} finished; "
-                                               "resume=auto continues a training run\n")
-            log.error("%s interrupted (run dir %s)", name, output_dir)
+        except (KeyboardInterrupt, SystemExit) as err:  # Ctrl-C (Lightning turns it into sys.exit(1)), SIGTERM
+            from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+            what = "stopped by SIGTERM (preemption or a time limit)" if isinstance(err, SIGTERMException) else \
+                f"interrupted ({type(err).__name__})"
+            (output_dir / "FAILED").write_text(f"{what} before the {name} finished; resume=auto continues a training "
+                                               "run\n")
+            log.error("%s %s (run dir %s)", name, what, output_dir)
+            if isinstance(err, SIGTERMException):  # Lightning's exits 0: a scheduler would record COMPLETED
+                raise SystemExit(SIGTERM_EXIT) from err
             raise
         finally:
             wandb_run.finish()
 
     return wrapped
+
+
+SIGTERM_EXIT = 143  # 128 + SIGTERM, what a shell reports for a process ended by it
 
 
 class RunDirTaken(SparkError):

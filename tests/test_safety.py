@@ -207,6 +207,30 @@ def test_progress_bar_null_removes_every_bar(tiny_root, tmp_path):
 
 
 @pytest.mark.slow
+def test_sigterm_saves_exits_non_zero_and_resumes(tiny_root, tmp_path):
+    """What SLURM sends before preemption or at the time limit: the run saves last.ckpt at the
+    signal, exits 143 (not 0, which a scheduler records as COMPLETED and never requeues), says
+    so in FAILED, and resume=auto finishes it."""
+    run_dir, args, env = _long_smoke_run(tiny_root, tmp_path, 100000)
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (run_dir / "metrics.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143
+    assert "stopped by SIGTERM" in (run_dir / "FAILED").read_text()
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] > 0
+    until = saved["epoch"] + 2  # resumed with a short limit, so that the test ends
+    done = subprocess.run([*args, "resume=auto", f"trainer.max_epochs={until}"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (run_dir / "FAILED").exists()
+    assert json.loads((run_dir / "metrics.json").read_text())["final"]["epoch"] == until
+
+
+@pytest.mark.slow
 def test_sigint_leaves_a_marker_the_report_reads(tiny_root, tmp_path):
     run_dir, args, env = _long_smoke_run(tiny_root, tmp_path, 100000)
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -44,7 +44,8 @@ def test_a_dead_workers_trial_is_failed_and_queued_again(tmp_path):
     assert trials[alive.number].state.name == "RUNNING"
     retry = trials[-1]
     assert retry.state.name == "WAITING" and retry.user_attrs[RETRY_OF] == dead.number
-    assert counts(study) == {"finished": 0, "in_flight": 2, "complete": 0, "pruned": 0, "failed": 0}  # retry replaces it
+    assert counts(study) == {"finished": 0, "in_flight": 1, "waiting": 1, "complete": 0, "pruned": 0,
+                             "failed": 0}  # the retry replaces it, as work still to do
     study._storage.set_trial_user_attr(alive._trial_id, HEARTBEAT, time.time() - 3600)
     assert fail_stale(study, grace=60, retries=0) == [alive.number]  # no retries left: failed for good
     assert counts(study)["failed"] == 1
@@ -116,6 +117,8 @@ def test_two_workers_share_one_study_and_run_each_trial_once(tiny_root, tmp_path
     launched = [line for out in outputs for line in out.splitlines() if "++optuna.trial_number=" in line]
     numbers = [line.split("++optuna.trial_number=")[1].split()[0] for line in launched]
     assert sorted(numbers) == ["0", "1", "2", "3"]  # each trial launched once, by one of the workers
+    distinct = {tuple(sorted(t.params.items())) for t in study.trials}
+    assert len(distinct) == 4  # each worker draws its own stream: no parameters evaluated twice
 
 
 @pytest.mark.slow
@@ -143,3 +146,67 @@ def test_a_killed_worker_leaves_no_trial_running_forever(tiny_root, tmp_path):
     retry = next(t for t in study.trials if t.user_attrs.get(RETRY_OF) == 0)
     assert retry.state.name == "COMPLETE" and retry.params == killed.params
     assert counts(study)["finished"] == 2 and not any(t.state.name == "RUNNING" for t in study.trials)
+
+
+def test_a_queued_retry_is_run_by_the_next_worker(tiny_root, tmp_path, monkeypatch):
+    """A killed worker's trial queued again (WAITING) is work to do, not work in flight: with
+    n_trials=1 the next worker runs it (it used to count it as running and exit having run nothing)."""
+    from spark_lightning.search.study import HEARTBEAT, RETRY_OF, fail_stale, storage
+
+    sweep = tmp_path / "search"
+    study = optuna.create_study(study_name="spark_search", storage=storage(None, sweep), direction="maximize")
+    dead = study.ask({"optimizer.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)})
+    study._storage.set_trial_user_attr(dead._trial_id, HEARTBEAT, time.time() - 3600)
+    fail_stale(study, grace=60, retries=1)
+    args = _search_args(tiny_root, tmp_path, sweep, "hydra.sweeper.n_trials=1", "hydra.sweeper.pruner=null")
+    assert run_main("train", args, monkeypatch) == 0
+    trials = optuna.load_study(study_name="spark_search", storage=storage(None, sweep)).trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"] and trials[1].user_attrs[RETRY_OF] == 0
+    assert trials[1].params["optimizer.lr"] == dead.params["optimizer.lr"]  # the same trial, run again
+
+
+@pytest.mark.slow
+def test_a_worker_stopped_by_sigterm_exits_non_zero_and_its_trial_is_run_again(tiny_root, tmp_path):
+    sweep = tmp_path / "search"
+    first = _worker(tiny_root, tmp_path, sweep, "hydra.sweeper.n_trials=2", "trainer.max_epochs=100000")
+    deadline = time.monotonic() + 300
+    while not list(sweep.glob("trial_0/metrics.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    first.send_signal(signal.SIGTERM)
+    out = first.communicate(timeout=300)[0]
+    assert first.returncode == 143, out[-3000:]
+    from spark_lightning.search.study import REASON, RETRY_OF, storage
+
+    study = optuna.load_study(study_name="spark_search", storage=storage(None, sweep))
+    assert study.trials[0].state.name == "FAIL" and "stopped (SIGTERM)" in study.trials[0].user_attrs[REASON]
+    assert not any(t.state.name == "RUNNING" for t in study.trials)
+    second = _worker(tiny_root, tmp_path, sweep, "hydra.sweeper.n_trials=2", "trainer.max_epochs=1")
+    out = second.communicate(timeout=600)[0]
+    assert second.returncode == 0, out[-3000:]
+    study = optuna.load_study(study_name="spark_search", storage=storage(None, sweep))
+    effective = [t for t in study.trials if t.state.name != "FAIL"]
+    assert [t.state.name for t in effective] == ["COMPLETE", "COMPLETE"]
+    assert any(t.user_attrs.get(RETRY_OF) == 0 for t in effective)
+
+
+def test_a_damaged_journal_is_one_line_and_never_written_to(tiny_root, tmp_path, monkeypatch, capsys):
+    from spark_lightning.search.study import storage
+
+    sweep = tmp_path / "search"
+    study = optuna.create_study(study_name="spark_search", storage=storage(None, sweep), direction="maximize")
+    study.enqueue_trial({"optimizer.lr": 1e-3})
+    journal = sweep / "optuna.journal"
+    journal.write_bytes(journal.read_bytes()[:-15])  # a writer killed mid-line
+    before = journal.read_bytes()
+    args = _search_args(tiny_root, tmp_path, sweep, "hydra.sweeper.n_trials=1")
+    assert run_main("train", args, monkeypatch) != 0
+    err = capsys.readouterr()
+    text = err.out + err.err
+    assert f"Optuna journal {journal}: line" in text and "is not a whole record" in text
+    assert "JSONDecodeError" not in text and journal.read_bytes() == before
+
+
+def test_n_trials_below_one_is_one_line(tiny_root, tmp_path, monkeypatch, capsys):
+    args = _search_args(tiny_root, tmp_path, tmp_path / "search", "hydra.sweeper.n_trials=0")
+    assert run_main("train", args, monkeypatch) != 0
+    assert "hydra.sweeper.n_trials=0: give a whole number >= 1" in "".join(capsys.readouterr())

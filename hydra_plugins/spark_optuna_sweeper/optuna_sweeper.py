@@ -10,8 +10,10 @@ running. Running the command again, or on more machines, continues the same stud
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
+import signal
 import warnings
 from pathlib import Path
 from typing import Any
@@ -62,12 +64,20 @@ class OptunaSweeper(Sweeper):
         return study
 
     def sweep(self, arguments: list[str]) -> None:
+        from spark_lightning.errors import ConfigError
         from spark_lightning.search import space
-        from spark_lightning.search.study import Heartbeat, ask_lock, counts, fail_stale
+        from spark_lightning.search.study import Heartbeat, ask_lock, counts, fail_stale, join_as_worker
 
+        if self.n_trials < 1:
+            raise ConfigError(f"hydra.sweeper.n_trials={self.n_trials}: give a whole number >= 1.")
         entries = [f"{k}={v}" for k, v in OmegaConf.to_container(OmegaConf.create(dict(self.params))).items()]
         distributions, fixed = space.parse(entries + list(arguments))
         study = self._study()
+        with ask_lock(self.storage_spec, self.sweep_dir):
+            worker = join_as_worker(study)
+        if worker and hasattr(study.sampler, "reseed_rng"):  # the same seed would propose the same parameters
+            study.sampler.reseed_rng()
+            log.info("worker %d of study %s: its sampler draws its own random stream", worker, study.study_name)
         log.info("study %s in %s: %d trials in all, %s %s, pruner %s", study.study_name,
                  self.storage_spec or f"journal:{self.sweep_dir / 'optuna.journal'}", self.n_trials, self.direction,
                  "" if not distributions else "over " + ", ".join(distributions), type(study.pruner).__name__)
@@ -82,7 +92,8 @@ class OptunaSweeper(Sweeper):
                 break
             overrides = [tuple([*(f"{k}={v}" for k, v in fixed.items()), *(f"{k}={v}" for k, v in t.params.items()),
                                 f"++optuna.trial_id={t._trial_id}", f"++optuna.trial_number={t.number}"]) for t in trials]
-            with Heartbeat(study, [t._trial_id for t in trials], self.heartbeat_interval):
+            with Heartbeat(study, [t._trial_id for t in trials], self.heartbeat_interval), _stopped(
+                    study, trials, self.retries):
                 returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
             self.job_idx += len(returns)
             failures += sum(not self._tell(study, t, ret) for t, ret in zip(trials, returns))
@@ -141,6 +152,39 @@ class OptunaSweeper(Sweeper):
             log.info("report: %s", self.sweep_dir / "report.md")
         except Exception as err:  # noqa: BLE001 - the study is the result; the report is a view of it
             log.warning("no sweep report: %s", err)
+
+
+@contextlib.contextmanager
+def _stopped(study: Any, trials: list, retries: int):
+    """A worker stopped by SIGTERM (a scheduler's preemption or time limit) or Ctrl-C while its
+    trials run: they are marked FAIL with that cause and queued again for the next worker, and
+    the worker exits non-zero (143 for SIGTERM) so that the scheduler knows."""
+    from spark_lightning.runtime import SIGTERM_EXIT
+    from spark_lightning.search.study import fail_and_retry
+
+    received: list[int] = []
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def note(signum, frame):  # Lightning's own handler stops a training gracefully; we remember
+        received.append(signum)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            raise SystemExit(SIGTERM_EXIT)
+
+    signal.signal(signal.SIGTERM, note)
+    try:
+        yield
+    except (SystemExit, KeyboardInterrupt) as err:
+        what = "SIGTERM" if received or getattr(err, "code", None) == SIGTERM_EXIT else type(err).__name__
+        for trial in trials:
+            with contextlib.suppress(Exception):  # already told
+                fail_and_retry(study, trial, f"its worker was stopped ({what})", retries)
+        raise SystemExit(SIGTERM_EXIT if what == "SIGTERM" else 130) from err
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if received:  # the jobs ended on their own, but the worker was asked to stop: stop before the next ask
+        raise SystemExit(SIGTERM_EXIT)
 
 
 def _built(config: Any) -> Any:

@@ -72,6 +72,15 @@ class LastCheckpoint(L.Callback):
         self._saved_step = -1  # the end-of-epoch state differs from the mid-epoch one at the same step
         self._save(trainer)
 
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """SIGTERM (a scheduler's preemption or time limit): save where the run is, so resume=auto
+        continues from here rather than from the last epoch's end."""
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, SIGTERMException) and trainer.global_step > 0:
+            self._saved_step = -1
+            self._save(trainer)
+
 
 class BestCheckpoint(ModelCheckpoint):
     """Lightning's ModelCheckpoint, plus: a stable ``best.ckpt`` (a hard link to the current

@@ -24,15 +24,45 @@ HEARTBEAT, REASON, RETRY_OF = "heartbeat", "fail_reason", "retry_of"
 
 
 def storage(spec: str | None, sweep_dir: str | Path) -> Any:
-    """An Optuna storage from ``journal:PATH``, an RDB URL, or None (the sweep dir's journal)."""
+    """An Optuna storage from ``journal:PATH``, an RDB URL, or None (the sweep dir's journal).
+    A journal that does not read cleanly is refused before Optuna opens it, so nothing is ever
+    appended to a damaged one."""
     import optuna
 
     spec = spec or f"journal:{Path(sweep_dir) / 'optuna.journal'}"
     if spec.startswith("journal:"):
         path = Path(spec[len("journal:"):]).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
+        check_journal(path)
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     return spec
+
+
+def check_journal(path: Path) -> None:
+    """One line naming the journal and its first bad record (a killed writer's truncated last
+    line, or garbage), instead of Optuna's page of JSONDecodeError."""
+    import json
+
+    from spark_lightning.errors import ConfigError
+
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            json.loads(line)
+            complete = number < len(lines)  # a record must end with a newline
+        except ValueError:
+            complete = False
+        if not complete:
+            raise ConfigError(
+                f"Optuna journal {path}: line {number} of {len(lines) - (not lines[-1])} is not a whole record "
+                f"({line[:60]!r}...; a writer was killed mid-line, or the file was edited). It was not opened and "
+                "nothing was written to it: keep a copy, then remove that line (e.g. `head -n "
+                f"{number - 1} {path} > fixed && mv fixed {path}`), or choose another hydra.sweeper.storage.")
 
 
 @contextlib.contextmanager
@@ -78,31 +108,38 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
+def fail_and_retry(study: Any, trial: Any, reason: str, retries: int) -> None:
+    """Mark a trial FAIL with its reason and, while it has retries left, queue it again with
+    the same parameters (a WAITING trial the next ``ask`` of any worker takes)."""
+    from optuna.trial import TrialState
+
+    study._storage.set_trial_user_attr(trial._trial_id, REASON, reason)
+    study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    trials = study.get_trials(deepcopy=False)
+    origin = study._storage.get_trial(trial._trial_id).user_attrs.get(RETRY_OF, trial.number)
+    tries = sum(1 for t in trials if t.user_attrs.get(RETRY_OF) == origin)
+    if tries < retries:
+        study.enqueue_trial(trial.params, user_attrs={RETRY_OF: origin})
+        log.warning("trial %d: %s; queued again (retry %d of %d)", trial.number, reason, tries + 1, retries)
+    else:
+        log.warning("trial %d: %s", trial.number, reason)
+
+
 def fail_stale(study: Any, grace: float, retries: int) -> list[int]:
     """Mark RUNNING trials without a recent heartbeat FAIL (their worker is gone), and queue each
     again with its parameters while it has retries left; returns the failed trial numbers."""
     from optuna.trial import TrialState
 
     now, failed = time.time(), []
-    trials = study.get_trials(deepcopy=False)
-    for trial in trials:
+    for trial in study.get_trials(deepcopy=False):
         if trial.state != TrialState.RUNNING:
             continue
         last = trial.user_attrs.get(HEARTBEAT) or (trial.datetime_start.timestamp() if trial.datetime_start else now)
         if now - last < grace:
             continue
-        reason = f"no heartbeat for {now - last:.0f} s: its worker was killed or lost"
         with contextlib.suppress(Exception):  # another worker got there first
-            study._storage.set_trial_user_attr(trial._trial_id, REASON, reason)
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            fail_and_retry(study, trial, f"no heartbeat for {now - last:.0f} s: its worker was killed or lost", retries)
             failed.append(trial.number)
-            origin = trial.user_attrs.get(RETRY_OF, trial.number)
-            tries = sum(1 for t in trials if t.user_attrs.get(RETRY_OF) == origin)
-            if tries < retries:
-                study.enqueue_trial(trial.params, user_attrs={RETRY_OF: origin})
-                log.warning("trial %d: %s; queued again (retry %d of %d)", trial.number, reason, tries + 1, retries)
-            else:
-                log.warning("trial %d: %s", trial.number, reason)
     return failed
 
 
@@ -115,18 +152,30 @@ def effective_trials(study: Any) -> list[Any]:
 
 
 def counts(study: Any) -> dict[str, int]:
-    """Effective trials by state: finished (complete, pruned, failed) and in flight."""
+    """Effective trials by state: finished (complete, pruned, failed), in flight (RUNNING on
+    some worker) and waiting (queued, e.g. a killed worker's retry: the next ``ask`` takes it,
+    so it is work still to do, not work in flight)."""
     from optuna.trial import TrialState
 
-    out = {"finished": 0, "in_flight": 0, "complete": 0, "pruned": 0, "failed": 0}
+    out = {"finished": 0, "in_flight": 0, "waiting": 0, "complete": 0, "pruned": 0, "failed": 0}
     names = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
     for t in effective_trials(study):
         if t.state in names:
             out["finished"] += 1
             out[names[t.state]] += 1
+        elif t.state == TrialState.WAITING:
+            out["waiting"] += 1
         else:
             out["in_flight"] += 1
     return out
+
+
+def join_as_worker(study: Any) -> int:
+    """This worker's number in the study (0 for the first), counted in the study itself; call
+    under ``ask_lock`` so that workers starting together get different numbers."""
+    number = int(study.user_attrs.get("workers", 0))
+    study.set_user_attr("workers", number + 1)
+    return number
 
 
 PRUNERS = {  # hydra.sweeper.pruner by name; a {_target_: ...} config works too
