@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from spark_lightning.data.synth.sky import fbm
+from spark_lightning.data.synth.sky import fbm, smooth_noise
 
 # Land colours (RGB, 0..1) seen in SPARK 2024 frames: desert orange, red-brown, dry grass, forest, sand.
 LAND = np.array([[0.74, 0.42, 0.20], [0.52, 0.30, 0.16], [0.55, 0.48, 0.30], [0.20, 0.27, 0.12],
@@ -27,6 +27,29 @@ GLOW = np.array([0.30, 0.52, 1.00], np.float32)
 def _smoothstep(lo: float, hi: float, x: np.ndarray) -> np.ndarray:
     t = np.clip((x - lo) / (hi - lo), 0, 1)
     return t * t * (3 - 2 * t)
+
+
+def hillshade(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Relief as real terrain shows it from orbit (H x W, about 0..1.3): a ridged multifractal
+    height field (valleys that branch at every scale down to about two pixels, as erosion
+    leaves them) lit by a low sun. Smooth noise alone reads as blobs; this fine, sharp relief is
+    what pretrained features see in real frames."""
+    height, weight, amp = np.zeros((size, size), np.float32), np.ones((size, size), np.float32), 1.0
+    cells = rng.uniform(4, 10)
+    for k in range(8):
+        n = int(cells * 2**k)
+        if n > size // 2:
+            break
+        ridge = 1 - np.abs(smooth_noise(rng, size, n))
+        ridge = ridge * ridge * weight
+        weight = np.clip(ridge * 2.0, 0.2, 1)  # detail follows the ridges, valleys stay smoother
+        height += amp * ridge
+        amp *= rng.uniform(0.45, 0.6)
+    gy, gx = np.gradient(height * (size * rng.uniform(0.03, 0.06)))
+    azimuth, elevation = rng.uniform(0, 2 * np.pi), rng.uniform(0.35, 0.9)
+    lx, ly = float(np.cos(azimuth) * np.cos(elevation)), float(np.sin(azimuth) * np.cos(elevation))
+    shade = (np.sin(elevation) - gx * lx - gy * ly) / np.sqrt(1 + gx * gx + gy * gy)
+    return np.clip(0.35 + 0.9 * shade, 0.1, 1.3).astype(np.float32)
 
 
 def surface(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -43,6 +66,8 @@ def surface(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray
     relief = fbm(rng, size, rng.uniform(12, 40), 5, 0.65)
     ridges = 1 - np.abs(fbm(rng, size, rng.uniform(20, 60), 3))
     land *= (0.75 + 0.3 * relief + 0.25 * ridges * ridges)[..., None]
+    shaded = rng.uniform(0.5, 1.0)  # how much of the light comes from the relief's shading
+    land *= (1 - shaded + shaded * hillshade(rng, size))[..., None]
     rivers = (np.abs(fbm(rng, size, rng.uniform(3, 8), 4)) < rng.uniform(0.006, 0.02)) & (height > sea + 0.05)
     land[rivers] = land[rivers] * 0.35 + OCEAN_SHALLOW * 0.5
     depth = _smoothstep(0.0, 0.6, sea - height)[..., None]

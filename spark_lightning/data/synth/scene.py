@@ -23,7 +23,7 @@ from spark_lightning.data.synth import sun as sun_glare
 from spark_lightning.data.synth.craft import build_craft
 from spark_lightning.data.synth.shapes import BODY, Part
 
-RENDER_VERSION = 7  # part of the cached set's folder name: bump when the pictures change
+RENDER_VERSION = 8  # part of the cached set's folder name: bump when the pictures change
 
 # albedo (RGB, 0..1), texture strength, specular strength, shininess
 MATERIALS = {
