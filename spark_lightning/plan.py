@@ -83,9 +83,31 @@ def resolve_train(cfg: DictConfig) -> DictConfig:
     return plan
 
 
+def _fallback_model(plan: DictConfig) -> None:
+    """The real-data recipe without pretrained weights for its network (nothing in the hub
+    cache, no hub): train ``recipe.fallback_model`` with its shipped weights instead, unless you
+    chose the network yourself."""
+    from spark_lightning import CONF_DIR
+    from spark_lightning.models.factory import resolve_weights
+
+    recipe, model = plan.get("recipe") or {}, plan.model
+    name = recipe.get("fallback_model")
+    if not name or recipe.get("model_chosen") is not False or model.get("weights_path"):
+        return
+    if model.get("encoder_weights") != "auto" or resolve_weights(model.arch, model.get("encoder"), "auto")[0]:
+        return
+    fallback = OmegaConf.load(Path(CONF_DIR) / "model" / f"{name}.yaml")
+    log.info("no ImageNet weights for %s/%s here: the real-data recipe trains model=%s (recipe.fallback_model), "
+             "whose ImageNet weights install with the project; choose model=... to decide yourself",
+             model.arch, model.get("encoder"), name)
+    plan.model = fallback
+    plan.recipe.fallback_used = name
+
+
 def _resolve_model(plan: DictConfig, device: str) -> dict[str, str]:
     from spark_lightning.models.factory import resolve_weights
 
+    _fallback_model(plan)
     model = plan.model
     if model.get("channels_last") == "auto":
         model.channels_last = device == "cuda"
@@ -165,6 +187,8 @@ def describe(plan: DictConfig, device: str, notes: dict[str, str], budget: dict 
     scale = f"{data.size} px" if data.get("size") else "full resolution"
     if data.get("crop"):
         scale += f", random {data.crop} px crops"
+    if data.get("predict_size"):
+        scale += f"; predict and evaluate at {data.predict_size} px by default (data.predict_size)"
     micro, acc = data.batch_size, trainer.get("accumulate_grad_batches", 1)
     batch = f"{micro} per step x {acc} accumulated = {micro * acc}"
     if budget:
@@ -183,7 +207,9 @@ def describe(plan: DictConfig, device: str, notes: dict[str, str], budget: dict 
         ("data", _data(plan)),
         ("validation", ", ".join([f"val ({data.get('val_split', 'val')} split)", *(f"val_{n} ({r})" for n, r in extra.items())])),
         ("scale", scale),
-        ("model", f"{plan.model.get('arch')} / {plan.model.get('encoder')}, {notes.get('weights', 'random init')}"),
+        ("model", f"{plan.model.get('arch')} / {plan.model.get('encoder')}, {notes.get('weights', 'random init')}"
+                  + (f" (recipe.fallback_model={plan.recipe.fallback_used}: no ImageNet weights for the recipe's "
+                     "own network here)" if (plan.get("recipe") or {}).get("fallback_used") else "")),
         ("loss", _loss(plan.loss)),
         ("optimizer", f"{_short(optimizer._target_)} lr {optimizer.lr:g}"
                       + (f", weight decay {optimizer.weight_decay:g}" if optimizer.get("weight_decay") else "")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,10 @@ def for_data(cfg: DictConfig, overrides: list[str], config_name: str = "train") 
 
     log.info("data.root is set: the real-data recipe (conf/%s.yaml's groups, the data group's defaults, your "
              "overrides), not the embedded CPU demo", config_name)
-    return compose(config_name=config_name, overrides=[*overrides, "~experiment"])
+    real = compose(config_name=config_name, overrides=[*overrides, "~experiment"])
+    with open_dict(real):  # the plan may swap in recipe.fallback_model only where you did not choose one
+        real.recipe.model_chosen = any(o.lstrip("+~").split("=", 1)[0] == "model" for o in overrides)
+    return real
 
 
 def compose_run(config_name: str, overrides: list[str]) -> DictConfig:

@@ -214,3 +214,30 @@ def test_validation_on_several_sets_at_once(tiny_root, tmp_path):
     assert torch.load(best_file, weights_only=False)["callbacks"]  # a real checkpoint
     rows = write_report(run.parent)
     assert "val_real score" in (run.parent / "report.csv").read_text().splitlines()[0] and rows[0]["val_real iou"]
+
+
+def test_real_data_recipe_trains_the_shipped_network_when_its_own_has_no_weights(tiny_root, tmp_path, monkeypatch,
+                                                                                caplog):
+    """An offline machine with an empty hub cache: the real-data recipe (ResNet-34) would start
+    from random weights, so it trains recipe.fallback_model with the ImageNet weights that install
+    with the project, and its plan says so; a network you chose is kept."""
+    from omegaconf import open_dict
+
+    from spark_lightning.plan import resolve_train
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hub"))
+
+    def plan(*extra):
+        cfg = compose_train([f"data.root={tiny_root}", *extra])
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / f"run{len(extra)}")
+        return resolve_train(cfg)
+
+    with caplog.at_level("INFO", logger="spark_lightning"):
+        swapped = plan()
+    assert swapped.model.encoder == "tu-tf_efficientnet_lite0" and swapped.model.encoder_weights == "shipped"
+    assert "recipe.fallback_model=unet_efficientnet_lite0" in caplog.text
+    assert "tu-tf_efficientnet_lite0" in (tmp_path / "run0" / "config.yaml").read_text()
+    chosen = plan("model=unet_resnet34")
+    assert chosen.model.encoder == "resnet34" and chosen.model.encoder_weights is None
+    assert plan("model=unet_resnet34", "recipe.fallback_model=null").model.encoder == "resnet34"
