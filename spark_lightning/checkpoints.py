@@ -218,7 +218,7 @@ def load_network(ckpt: str | Path, device: str = "cpu") -> tuple[nn.Module, dict
     size, crop = training_scale(data)
     dm = data.get("datamodule_hyper_parameters") or {}
     info = {"model": hparams["model"], "classes": tuple(module.hparams.classes), "size": size, "crop": crop,
-            "dataset": dm.get("dataset")}
+            "predict_size": dm.get("predict_size"), "dataset": dm.get("dataset")}
     return module.net.to(device).eval(), info
 
 

@@ -47,6 +47,7 @@ TRAIN_RULES: list[Rule] = [
     ("data.num_workers", lambda v: is_int(v) and v >= 0, "a whole number >= 0 (0 loads in the main process)"),
     ("data.size", lambda v: is_int(v) and v >= 16, "a whole number of pixels >= 16, or null (full resolution)"),
     ("data.crop", lambda v: is_int(v) and v >= 16, "a whole number of pixels >= 16, or null (no crops)"),
+    ("data.predict_size", lambda v: is_int(v) and v >= 16, "a whole number of pixels >= 16, or null (data.size)"),
     ("optimizer.lr", lambda v: _is_number(v) and v > 0, "a number > 0, e.g. 1e-3"),
     ("optimizer.weight_decay", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     ("trainer.max_epochs", lambda v: is_int(v) and (v >= 1 or v == -1), "a whole number >= 1, or -1 (no limit)"),

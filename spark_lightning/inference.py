@@ -221,14 +221,14 @@ def checkpoint_list(ckpt: str | list | None) -> list[str]:
 
 def load_predictors(ckpt: str | list, settings, device: str) -> list[Predictor]:
     """One Predictor per checkpoint; ``settings`` is the ``predict`` config (null = from the
-    checkpoint: its training ``data.size`` and ``data.crop``)."""
+    checkpoint: its ``data.predict_size`` or training ``data.size``, and ``data.crop``)."""
     from spark_lightning.checkpoints import load_network
 
     predictors = []
     for path in checkpoint_list(ckpt):
         net, info = load_network(path, device)
         options = PredictOptions(
-            mode=settings.mode, size=settings.size or info["size"],
+            mode=settings.mode, size=settings.size or info.get("predict_size") or info["size"],
             tile=settings.tile or info["crop"] or info["size"], overlap=settings.overlap, tta=settings.tta,
             scales=tuple(float(s) for s in (settings.get("scales") or (1.0,))),
         )

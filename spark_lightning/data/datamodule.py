@@ -71,6 +71,7 @@ class SparkDataModule(L.LightningDataModule):
         root: str | None = None,
         size: int | None = 512,
         crop: int | None = None,
+        predict_size: int | None = None,
         batch_size: int = 8,
         num_workers: int = 2,
         pin_memory: bool = True,
@@ -87,7 +88,8 @@ class SparkDataModule(L.LightningDataModule):
         _check_sizes(size, crop, batch_size)
         config = OmegaConf.to_container(dataset, resolve=True) if isinstance(dataset, DictConfig) else dataset
         self.save_hyperparameters({"dataset": config if isinstance(config, dict) else None, "root": root,
-                                   "size": size, "crop": crop, "train_split": train_split, "val_split": val_split})
+                                   "size": size, "crop": crop, "predict_size": predict_size,
+                                   "train_split": train_split, "val_split": val_split})
         self.format = build_format(dataset, root)
         # More training data in the same format (e.g. a pseudo-label round): their train splits join ours.
         self.extra_formats = [build_format(dataset, str(r)) for r in extra_roots or []]
