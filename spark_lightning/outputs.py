@@ -75,18 +75,28 @@ def write_zip(folder: Path, name: str = "submission.zip") -> Path:
     return out
 
 
+# What marks a predictions.json as ours: a file of that name written by anything else (or an
+# older schema) is foreign, and nothing beside it is ever replaced.
+GENERATOR, SCHEMA = "spark_lightning.predict", 1
+
+
 def read_manifest(folder: Path) -> dict | None:
+    """The manifest predict wrote into ``folder`` (its checkpoints and settings), or None when
+    there is none or the file there is not ours."""
     path = folder / MANIFEST
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(data, dict) or data.get("generator") != GENERATOR or data.get("schema") != SCHEMA:
+        return None
+    return {k: v for k, v in data.items() if k not in ("generator", "schema")}
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:
-    write_json_atomic(folder / MANIFEST, manifest)
+    write_json_atomic(folder / MANIFEST, {"generator": GENERATOR, "schema": SCHEMA, **manifest})
 
 
 def overlay(image: np.ndarray, truth: np.ndarray | None, pred: np.ndarray, height: int = 384,

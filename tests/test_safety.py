@@ -129,6 +129,23 @@ def test_predict_never_writes_over_ground_truth(trained_ckpt, tiny_root, tmp_pat
     assert sorted(p.name for p in masks.iterdir()) == sorted(["000000_layer.png", truth.name])
 
 
+@pytest.mark.parametrize("theirs", ["predictions.json", "submission.zip"])
+def test_predict_never_replaces_a_manifest_or_zip_it_did_not_write(trained_ckpt, tiny_root, tmp_path, theirs):
+    """A parseable predictions.json of someone else's is not ours: it neither switches off the
+    check for foreign files nor gets replaced; nor does a submission.zip predict did not write."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / theirs).write_text('{"checkpoints": [], "options": []}')
+    (out / "000000_layer.png").write_bytes(b"hand-corrected mask")
+    cfg = compose_task("predict", [f"ckpt={trained_ckpt}", f"input={tiny_root / 'stream-1-test'}", f"output={out}",
+                                   "overwrite=true", "predict.num_workers=0"], tmp_path / "p")
+    with pytest.raises(ConfigError, match="files predict did not write"):
+        run_predict(cfg)
+    assert (out / theirs).read_text() == '{"checkpoints": [], "options": []}'
+    assert (out / "000000_layer.png").read_bytes() == b"hand-corrected mask"
+    assert sorted(p.name for p in out.iterdir()) == sorted([theirs, "000000_layer.png"])
+
+
 def test_predict_reads_every_image_and_says_what_it_skipped(trained_ckpt, tiny_root, tmp_path, caplog):
     folder = tmp_path / "in"
     folder.mkdir()

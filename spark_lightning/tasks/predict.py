@@ -15,7 +15,7 @@ from spark_lightning.errors import ConfigError
 from spark_lightning.checks import PREDICT_RULES, check_values
 from spark_lightning.inference import iter_predictions, load_predictors, pick_device
 from spark_lightning.plan import format_plan, predictor_rows
-from spark_lightning.outputs import NPZ_SUFFIX, read_manifest, save_colour_mask, save_mask_npz, write_manifest, write_zip
+from spark_lightning.outputs import MANIFEST, NPZ_SUFFIX, read_manifest, save_colour_mask, save_mask_npz, write_manifest, write_zip
 from spark_lightning.runtime import task_wrapper
 
 log = logging.getLogger(__name__)
@@ -44,10 +44,11 @@ def _prepare_output(out: Path, manifest: dict, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     old = read_manifest(out)
     existing = list(out.glob(f"*{NPZ_SUFFIX}"))
-    foreign = [p for p in out.glob("*_layer.*") if p.is_file()] if old is None else []
+    ours = [out / MANIFEST, out / "submission.zip"]  # written by predict beside the masks
+    foreign = [p for p in [*ours, *out.glob("*_layer.*")] if p.is_file()] if old is None else []
     if foreign:  # masks or predictions that predict did not write: never overwritten, not even with overwrite=true
         raise ConfigError(f"output={out} holds {len(foreign)} files predict did not write (e.g. {foreign[0].name}; "
-                          f"no {out / 'predictions.json'}): choose a new or empty folder for the predictions.")
+                          f"no {MANIFEST} of ours there): choose a new or empty folder for the predictions.")
     if old == manifest or not existing:
         return
     if not overwrite:
