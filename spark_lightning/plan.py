@@ -83,31 +83,12 @@ def resolve_train(cfg: DictConfig) -> DictConfig:
     return plan
 
 
-def _fallback_model(plan: DictConfig) -> None:
-    """The real-data recipe without pretrained weights for its network (nothing in the hub
-    cache, no hub): train ``recipe.fallback_model`` with its shipped weights instead, unless you
-    chose the network yourself."""
-    from spark_lightning import CONF_DIR
-    from spark_lightning.models.factory import resolve_weights
-
-    recipe, model = plan.get("recipe") or {}, plan.model
-    name = recipe.get("fallback_model")
-    if not name or recipe.get("model_chosen") is not False or model.get("weights_path"):
-        return
-    if model.get("encoder_weights") != "auto" or resolve_weights(model.arch, model.get("encoder"), "auto")[0]:
-        return
-    fallback = OmegaConf.load(Path(CONF_DIR) / "model" / f"{name}.yaml")
-    log.info("no ImageNet weights for %s/%s here: the real-data recipe trains model=%s (recipe.fallback_model), "
-             "whose ImageNet weights install with the project; choose model=... to decide yourself",
-             model.arch, model.get("encoder"), name)
-    plan.model = fallback
-    plan.recipe.fallback_used = name
-
-
 def _resolve_model(plan: DictConfig, device: str) -> dict[str, str]:
     from spark_lightning.models.factory import resolve_weights
 
-    _fallback_model(plan)
+    from spark_lightning.recipe import apply_fallback_model
+
+    apply_fallback_model(plan)
     model = plan.model
     if model.get("channels_last") == "auto":
         model.channels_last = device == "cuda"
@@ -170,19 +151,31 @@ def _data(plan: DictConfig) -> str:
     return f"format {_short(dataset._target_)}"
 
 
+def _where(device: str, trainer: DictConfig) -> str:
+    if device == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(0)} x {trainer.get('devices', 1)}"
+    where = f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    if os.environ.get("SPARK_LIGHTNING_BUSY_CPU"):
+        where += (f"; the machine was busy at start (load {os.getloadavg()[0]:.1f}): OpenMP threads sleep while "
+                  "they wait (OMP_WAIT_POLICY=PASSIVE), about 2x faster beside other jobs")
+    return where
+
+
+def _start(plan: DictConfig) -> str:
+    start = (f"resume from {plan.ckpt_path}" if plan.get("ckpt_path") else
+             f"fine-tune from {plan.init_from} (weights only)" if plan.get("init_from") else "a fresh run")
+    if not plan.get("ckpt_path") and plan.get("overwrite"):
+        start += " (overwrite=true: replacing any earlier training in the run dir)"
+    return start
+
+
 def describe(plan: DictConfig, device: str, notes: dict[str, str], budget: dict | None) -> str:
     """The plan as one block of lines, printed before any work."""
     from spark_lightning.data.dataset import named_val_roots
 
     data, trainer = plan.data, plan.trainer
     extra = named_val_roots(data.get("extra_val_roots"))
-    if device == "cuda":
-        where = f"cuda: {torch.cuda.get_device_name(0)} x {trainer.get('devices', 1)}"
-    else:
-        where = f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
-        if os.environ.get("SPARK_LIGHTNING_BUSY_CPU"):
-            where += (f"; the machine was busy at start (load {os.getloadavg()[0]:.1f}): OpenMP threads sleep while "
-                      "they wait (OMP_WAIT_POLICY=PASSIVE), about 2x faster beside other jobs")
+    where = _where(device, trainer)
     asked = notes.get("precision", trainer.precision)
     scale = f"{data.size} px" if data.get("size") else "full resolution"
     if data.get("crop"):
@@ -198,10 +191,7 @@ def describe(plan: DictConfig, device: str, notes: dict[str, str], budget: dict 
         length = f"whole epochs within {trainer.max_time} (at most {length})"
     schedule = _short((plan.get("scheduler") or {}).get("_target_")) or "constant"
     optimizer = plan.optimizer
-    start = (f"resume from {plan.ckpt_path}" if plan.get("ckpt_path") else
-             f"fine-tune from {plan.init_from} (weights only)" if plan.get("init_from") else "a fresh run")
-    if not plan.get("ckpt_path") and plan.get("overwrite"):
-        start += " (overwrite=true: replacing any earlier training in the run dir)"
+    start = _start(plan)
     rows = [
         ("recipe", (plan.get("recipe") or {}).get("about") or "as configured"),
         ("data", _data(plan)),

@@ -8,14 +8,19 @@ the config is composed again without that default experiment, so ``conf/train.ya
 and the data group's real-data defaults apply, with the user's overrides. An experiment the
 user names (``experiment=spark2024_segformer_b5``) is always kept.
 
+On a machine without the real-data recipe's pretrained weights (no hub cache), the plan asks
+``apply_fallback_model`` for ``recipe.fallback_model``, a network whose weights install with the
+project, unless the user chose ``model=`` (``recipe.model_chosen``, recorded when composing).
+
 The CLI entry point and the tests compose through here, so both get the same recipe.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +63,24 @@ def cli_overrides() -> list[str]:
 def for_cli(cfg: DictConfig) -> DictConfig:
     """``for_data`` with this command line's overrides (the train command's ``prepare`` step)."""
     return for_data(cfg, cli_overrides())
+
+
+def apply_fallback_model(plan: DictConfig) -> None:
+    """The real-data recipe without pretrained weights for its network (nothing in the hub
+    cache, no hub): train ``recipe.fallback_model`` with its shipped weights instead, unless you
+    chose the network yourself."""
+    from spark_lightning import CONF_DIR
+    from spark_lightning.models.factory import resolve_weights
+
+    recipe, model = plan.get("recipe") or {}, plan.model
+    name = recipe.get("fallback_model")
+    if not name or recipe.get("model_chosen") is not False or model.get("weights_path"):
+        return
+    if model.get("encoder_weights") != "auto" or resolve_weights(model.arch, model.get("encoder"), "auto")[0]:
+        return
+    fallback = OmegaConf.load(Path(CONF_DIR) / "model" / f"{name}.yaml")
+    log.info("no ImageNet weights for %s/%s here: the real-data recipe trains model=%s (recipe.fallback_model), "
+             "whose ImageNet weights install with the project; choose model=... to decide yourself",
+             model.arch, model.get("encoder"), name)
+    plan.model = fallback
+    plan.recipe.fallback_used = name

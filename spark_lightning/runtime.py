@@ -227,6 +227,12 @@ def command(config_name: str, task: Callable[[DictConfig], dict[str, Any]], *,
         args = sys.argv[1:]
         if positional and args and "=" not in args[0] and not args[0].startswith("-"):
             sys.argv[1:] = [f"{positional}={args[0]}", *args[1:]]
+        from spark_lightning.arguments import unreadable_argument
+
+        problem = unreadable_argument(sys.argv[1:])
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            sys.exit(2)
         return _main()
 
     return main

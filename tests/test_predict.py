@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from spark_lightning.data.spark import SparkFormat
 from spark_lightning.errors import CheckpointError, ConfigError, SparkDataError
 from spark_lightning.inference import PredictOptions, Predictor, iter_predictions, slide_probs
 from spark_lightning.outputs import load_mask_npz, save_mask_npz
-from spark_lightning.tasks import run_evaluate, run_predict
+from spark_lightning.tasks import run_evaluate, run_predict, run_train
 
 
 def scan_split(root, split):
@@ -25,7 +26,7 @@ def scan_split(root, split):
 def read_mask(path):
     return SparkFormat().read_mask(path)
 
-from .conftest import compose_task
+from .conftest import CONF_DIR, compose_task, tiny_train_config
 
 
 def predict_cfg(ckpt, input_dir, output, tmp_path, *extra):
@@ -280,3 +281,22 @@ def test_evaluate_real_frames_as_they_come_matches_the_written_out_score(tmp_pat
                                        tmp_path / "eval"))
     assert len(result["per_image"]) == 4
     assert result["metrics"]["spark_score"] == pytest.approx(_official_score(pairs), abs=1e-6)
+
+
+def test_a_checkpoint_predicts_at_its_predict_size_unless_told(tiny_root, tmp_path):
+    """data.predict_size is stored in the checkpoint: predict and evaluate work at that scale by
+    default (finer masks from a model trained smaller); predict.size still wins."""
+    from omegaconf import OmegaConf
+
+    from spark_lightning.inference import load_predictors
+
+    cfg = tiny_train_config(tiny_root, tmp_path, ["data.size=32", "data.predict_size=56"])
+    run_train(cfg)
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    settings = OmegaConf.load(Path(CONF_DIR) / "predict" / "default.yaml")
+    assert load_predictors(str(ckpt), settings, "cpu")[0].options.size == 56
+    settings.size = 40
+    assert load_predictors(str(ckpt), settings, "cpu")[0].options.size == 40
+    result = run_predict(compose_task("predict", [f"ckpt={ckpt}", f"input={tiny_root / 'stream-1-test'}",
+                                                  f"output={tmp_path / 'pred'}", "predict.num_workers=0"], tmp_path / "p"))
+    assert result["written"] == 3

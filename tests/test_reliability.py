@@ -51,6 +51,32 @@ def test_three_jobs_start_together_on_a_fresh_cache(tmp_path):
     assert len(sets) == 1 and not list(tmp_path.glob(".*tmp-*"))  # one set, no temp left
 
 
+def test_two_synth_into_one_out_at_once_never_report_a_set_they_did_not_write(tmp_path):
+    """Two generations into one folder at once with different settings: the first to finish
+    keeps it; the other stops with one line instead of reporting the first one's set as its own."""
+    from spark_lightning.data.synth import writer
+    from spark_lightning.errors import ConfigError
+
+    out = tmp_path / "set"
+    real_swap = writer._swap_into_place
+
+    def finished_meanwhile(tmp, target, overwrite):  # the other process wins the race just before us
+        writer._swap_into_place = real_swap
+        other = writer.generate(tmp_path / "other", num_images=3, size=32, seed=9, workers=1)
+        os.replace(other, target)
+        return real_swap(tmp, target, overwrite)
+
+    writer._swap_into_place = finished_meanwhile
+    try:
+        with pytest.raises(ConfigError, match=r"another process wrote a different synthetic set there meanwhile "
+                                              r"\(3 images of 32 px, seed 9\)"):
+            writer.generate(out, num_images=2, size=32, seed=1, workers=1)
+    finally:
+        writer._swap_into_place = real_swap
+    assert writer.is_synthetic_set(out) and len(list(out.glob("images/*/*/*_img.jpg"))) == 3
+    assert not list(tmp_path.glob(".*tmp-*"))
+
+
 def test_stale_temp_of_a_killed_generation_is_cleaned(tmp_path):
     synthetic = SyntheticSpark(num_images=4, size=32, seed=0, folder=tmp_path)
     dead = tmp_path / f".{synthetic.root.name}{atomic.TEMP_MARK}999999999"

@@ -73,9 +73,12 @@ def test_a_fresh_training_into_a_finished_run_dir_replaces_nothing(tiny_root, tm
         run_train(cfg)
     assert {p: p.read_bytes() for p in before} == before
     assert (run_dir / "FAILED").read_text() == "an earlier attempt's cause\n"  # not cleared, not rewritten
+    stale = run_dir / "checkpoints" / ".last.ckpt.tmp-999999999"  # a run killed while saving (no such pid)
+    stale.write_bytes(b"half a checkpoint")
     cfg.overwrite = True
     run_train(cfg)
     assert not (run_dir / "FAILED").exists() and json.loads((run_dir / "metrics.json").read_text())["history"]
+    assert not stale.exists()
 
 
 def test_another_command_into_a_run_dir_keeps_its_markers(trained_ckpt, tiny_root, tmp_path):

@@ -113,6 +113,26 @@ def test_pseudo_labels_then_training_with_them(trained_ckpt, tiny_root, tmp_path
     assert (SparkFormat(out).read_mask(masks[0]) == np.asarray(Image.open(masks[0]))).all()
 
 
+def test_pseudo_never_replaces_corrected_masks_nor_writes_into_a_labelled_set(trained_ckpt, tiny_root, tmp_path,
+                                                                             monkeypatch, capsys):
+    out = tmp_path / "pseudo"
+
+    def pseudo(output, *extra):
+        return run_main("pseudo", [f"ckpt={trained_ckpt}", f"input={tiny_root / 'stream-1-test'}", f"output={output}",
+                                   "predict.num_workers=0", f"hydra.run.dir={tmp_path / 'run'}", *extra], monkeypatch)
+
+    assert pseudo(out) == 0
+    corrected = sorted(out.glob("mask/pseudo/train/*_layer.png"))[0]
+    corrected.write_bytes(b"corrected by hand")
+    assert pseudo(out) == 1 and "holds an earlier pseudo-label round" in "".join(capsys.readouterr())
+    assert corrected.read_bytes() == b"corrected by hand"
+    train_images = sorted(tiny_root.glob("images/*/train/*"))
+    assert pseudo(tiny_root) == 1
+    assert "is not a pseudo-label round written by spark_lightning" in "".join(capsys.readouterr())
+    assert sorted(tiny_root.glob("images/*/train/*")) == train_images and not (tiny_root / "images" / "pseudo").exists()
+    assert pseudo(out, "overwrite=true") == 0 and corrected.read_bytes() != b"corrected by hand"
+
+
 @pytest.mark.parametrize("option", sorted(p.stem for p in (Path(CONF_DIR) / "loss").glob("*.yaml")))
 def test_ignored_pixels_change_neither_loss_nor_metrics(option):
     loss = instantiate(compose_train([f"loss={option}"]).loss)

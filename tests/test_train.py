@@ -225,6 +225,8 @@ def test_real_data_recipe_trains_the_shipped_network_when_its_own_has_no_weights
 
     from spark_lightning.plan import resolve_train
 
+    from .conftest import compose_train
+
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hub"))
 
     def plan(*extra):

@@ -8,6 +8,7 @@ beside the labelled set with ``data.extra_roots=[DIR]``; the losses and metrics 
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,32 @@ from spark_lightning.runtime import task_wrapper
 
 log = logging.getLogger(__name__)
 GROUP = "pseudo"
+GENERATOR, SCHEMA = "spark_lightning.pseudo", 1  # what marks pseudo.json as ours
+
+
+def _ours(out: Path) -> bool:
+    try:
+        manifest = json.loads((out / PSEUDO_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("generator") == GENERATOR and manifest.get("schema") == SCHEMA
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    """A pseudo-label round goes into a new or empty folder. An earlier round of ours is replaced
+    only with overwrite=true (its masks may have been corrected by hand since); a labelled data
+    set or any other folder never (its training split would silently gain unlabelled frames)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output={out} is a file: give a folder for the pseudo-labelled set.")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not _ours(out):
+        raise ConfigError(f"output={out} is not empty and is not a pseudo-label round written by spark_lightning (a "
+                          "labelled data set would gain the unlabelled frames in its training split): choose a new "
+                          "or empty folder.")
+    if not overwrite:
+        raise ConfigError(f"output={out} holds an earlier pseudo-label round (its masks may have been corrected by "
+                          "hand): choose another output=, or set overwrite=true to replace it.")
 
 
 def confident_labels(probs, threshold: float) -> np.ndarray:
@@ -43,8 +70,7 @@ def run_pseudo(cfg: DictConfig) -> dict[str, Any]:
     if not 0 < cfg.threshold <= 1:
         raise ConfigError(f"threshold={cfg.threshold}: give a probability in (0, 1], e.g. 0.9.")
     out = Path(cfg.output).expanduser()
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output={out} is a file: give a folder for the pseudo-labelled set.")
+    check_output(out, bool(cfg.get("overwrite")))
     check_values(cfg, PREDICT_RULES)
     device = pick_device(cfg.predict.device)
     predictors = load_predictors(cfg.ckpt, cfg.predict, device)
@@ -64,7 +90,8 @@ def run_pseudo(cfg: DictConfig) -> dict[str, Any]:
         write_with(images / f"{name}{IMAGE_MARK}{path.suffix.lower()}", lambda f, p=path: f.write(p.read_bytes()))
         confident.append(float((labels != IGNORE).mean()))
     share = float(np.mean(confident))
-    write_json_atomic(out / PSEUDO_MANIFEST, {"checkpoints": checkpoint_list(cfg.ckpt), "threshold": cfg.threshold,
+    write_json_atomic(out / PSEUDO_MANIFEST, {"generator": GENERATOR, "schema": SCHEMA,
+                                              "checkpoints": checkpoint_list(cfg.ckpt), "threshold": cfg.threshold,
                                               "images": len(paths), "labelled_share": share, "ignore": IGNORE})
     log.info("pseudo-labelled %d images into %s: %.1f %% of their pixels confident (>= %.2f); train with "
              "data.extra_roots=[%s]", len(paths), out, 100 * share, cfg.threshold, out)

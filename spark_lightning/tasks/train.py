@@ -12,6 +12,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
+from spark_lightning.atomic import clean_stale_temps
 from spark_lightning.builders import build_datamodule, build_module, build_trainer
 from spark_lightning.callbacks import MetricsJson
 from spark_lightning.checkpoints import load_weights
@@ -46,6 +47,9 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     with run_dir_lock(output_dir):
         plan = resolve_train(cfg)
         clear_markers(output_dir)  # this training continues or replaces whatever ran here before
+        for folder in (output_dir, output_dir / "checkpoints"):  # temps of a run killed mid-save
+            for stale in clean_stale_temps(folder):
+                log.info("removed %s, left by a run killed while saving", stale)
         trial = TrialLink.open(plan)  # None unless an Optuna search launched this job
         with trial.alive() if trial else contextlib.nullcontext():
             result = _fit(plan, [trial.callback(plan.optimized_metric)] if trial else [])

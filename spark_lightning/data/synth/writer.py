@@ -108,7 +108,13 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     """
     old = None
     if out.exists() and is_synthetic_set(out) and not overwrite:
-        log.info("%s was written by another process meanwhile: using it", out)
+        theirs, ours = (json.loads((folder / MANIFEST).read_text()) for folder in (out, tmp))
+        if theirs != ours:  # another synth wrote a different set: never report it as ours
+            raise ConfigError(f"out={out}: another process wrote a different synthetic set there meanwhile "
+                              f"({theirs.get('num_images')} images of {theirs.get('size')} px, seed "
+                              f"{theirs.get('seed')}); it was kept and this one dropped. Choose another out=, "
+                              "or set overwrite=true.")
+        log.info("%s was written by another process meanwhile (the same set): using it", out)
         return
     if out.exists() and not is_synthetic_set(out):  # an empty folder, or a foreign one appeared meanwhile
         if any(out.iterdir()):
