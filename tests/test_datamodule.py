@@ -116,3 +116,32 @@ def test_workers_get_different_augmentations(tiny_root, tmp_path):
     images = [b["image"] for b in dm.train_dataloader()]
     distinct = {tuple(im.flatten().tolist()) for im in images}
     assert len(distinct) > 2
+
+
+def test_a_batch_larger_than_the_training_set_is_one_line(tiny_root, tmp_path):
+    with pytest.raises(ConfigError, match=r"data.batch_size=100000 is larger than the training set \(24 images\): "
+                                          r"give data.batch_size=24 or less"):
+        make_dm(tiny_root, tmp_path, batch_size=100000)
+
+
+def test_a_frame_too_small_to_see_is_named(tmp_path):
+    from PIL import Image
+
+    from spark_lightning.data.formats import read_rgb
+
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot_img.png")
+    with pytest.raises(SparkDataError, match=r"dot_img.png is 1 x 1 px, too small for a segmentation network"):
+        read_rgb(tmp_path / "dot_img.png", 64)
+
+
+def test_a_full_disk_under_the_cache_is_one_line(tiny_root, tmp_path, monkeypatch):
+    """numpy reports a short write on a full disk without an errno: still one line naming the cache."""
+    import spark_lightning.data.cache as cache
+
+    def short_write(f, array):
+        raise OSError("37632 requested and 0 written")
+
+    monkeypatch.setattr(cache.np, "save", short_write)
+    with pytest.raises(SparkDataError, match=r"cannot write the sample cache .*: the disk is full \(a short write\)\. "
+                                             r"Turn the cache off with data.cache=false"):
+        make_dm(tiny_root, tmp_path)

@@ -165,11 +165,14 @@ def _stopped(study: Any, trials: list, retries: int):
     received: list[int] = []
     previous = signal.getsignal(signal.SIGTERM)
 
-    def note(signum, frame):  # Lightning's own handler stops a training gracefully; we remember
+    def note(signum, frame):
+        """Remember the signal. While a training runs, Lightning's handler is the installed one
+        and calls this one too: the training then stops gracefully (last.ckpt saved) and we only
+        take note. Outside a training this is the installed handler, and stops the worker."""
         received.append(signum)
         if callable(previous):
             previous(signum, frame)
-        elif previous != signal.SIG_IGN:
+        elif signal.getsignal(signal.SIGTERM) is note and previous != signal.SIG_IGN:
             raise SystemExit(SIGTERM_EXIT)
 
     signal.signal(signal.SIGTERM, note)

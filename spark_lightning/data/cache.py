@@ -78,10 +78,12 @@ class SampleCache:
         try:
             write_with(path, lambda f: np.save(f, both))
         except OSError as err:
-            if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT):
+            short_write = err.errno is None and "written" in str(err)  # numpy's "N requested and M written": full
+            if short_write or err.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT):
+                why = "the disk is full (a short write)" if short_write else err.strerror
                 raise SparkDataError(
-                    f"{err.strerror}. Turn the cache off with data.cache=false, or point data.cache_dir "
-                    "(or $SPARK_LIGHTNING_CACHE) at a writable folder with space."
+                    f"cannot write the sample cache {path.parent}: {why}. Turn the cache off with data.cache=false, "
+                    "or point data.cache_dir (or $SPARK_LIGHTNING_CACHE) at a writable folder with space."
                 ) from err
             raise
 

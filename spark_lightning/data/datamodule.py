@@ -163,6 +163,9 @@ class SparkDataModule(L.LightningDataModule):
             log.info("training on %s", ", ".join(f.describe() for f in [self.format, *self.extra_formats]))
             parts = [self._dataset(f, self.train_split, self.train_transform) for f in [self.format, *self.extra_formats]]
             self.train_set = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+            if self.batch_size > len(self.train_set):  # the plan would promise batches the set cannot fill
+                raise ConfigError(f"data.batch_size={self.batch_size} is larger than the training set "
+                                  f"({len(self.train_set)} images): give data.batch_size={len(self.train_set)} or less.")
         if stage in ("fit", "validate", None) and not self.val_sets:
             formats = [self.format, *self.extra_val_formats.values()]
             self.val_sets = [self._dataset(f, self.val_split, None) for f in formats]

@@ -50,6 +50,9 @@ def _to_uint8(array: np.ndarray, path: Path) -> np.ndarray:
     raise SparkDataError(f"image {path} has {array.dtype} pixels in an unknown range: save it as 8-bit RGB.")
 
 
+MIN_SIDE = 16  # the smallest image side any network here can see (data.size has the same floor)
+
+
 def read_rgb(path: Path, size: int | None = None) -> np.ndarray:
     """Read any image as uint8 RGB (H, W, 3), optionally downscaled to size x size.
 
@@ -59,6 +62,9 @@ def read_rgb(path: Path, size: int | None = None) -> np.ndarray:
     """
     try:
         with Image.open(path) as im:
+            if min(im.size) < MIN_SIDE:  # a 1 x 1 frame would train silently on an upscaled blur
+                raise SparkDataError(f"image {path} is {im.size[0]} x {im.size[1]} px, too small for a segmentation "
+                                     f"network (at least {MIN_SIDE} px a side): delete or replace it.")
             if size is not None and im.format == "JPEG":
                 im.draft("RGB", (size, size))
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
