@@ -6,7 +6,7 @@ written before 0.2 kept the training scale under the module's ``inference`` argu
 still load.
 
 Opening one never runs code: it is unpickled with ``weights_only=True`` (tensors and plain
-data, plus the exact types Lightning stores, ``SAFE_GLOBALS``), and every ``_target_`` its
+data, plus the exact types Lightning stores, ``_safe_globals``), and every ``_target_`` its
 hyperparameters name is checked (``check_targets``) before anything is built from it: a
 network, loss, optimizer, schedule, augmentation or data format of ours or of our libraries,
 never an arbitrary callable such as ``builtins.open``.

@@ -80,23 +80,30 @@ def write_zip(folder: Path, name: str = "submission.zip") -> Path:
 GENERATOR, SCHEMA = "spark_lightning.predict", 1
 
 
-def read_manifest(folder: Path) -> dict | None:
-    """The manifest predict wrote into ``folder`` (its checkpoints and settings), or None when
-    there is none or the file there is not ours."""
-    path = folder / MANIFEST
-    if not path.is_file():
-        return None
+def read_stamped_json(path: Path, generator: str, schema: int) -> dict | None:
+    """A JSON manifest one of our commands wrote (its ``generator`` and ``schema`` say so),
+    without those two keys; None when there is none, or the file there is not ours."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get("generator") != GENERATOR or data.get("schema") != SCHEMA:
+    if not isinstance(data, dict) or data.get("generator") != generator or data.get("schema") != schema:
         return None
     return {k: v for k, v in data.items() if k not in ("generator", "schema")}
 
 
+def write_stamped_json(path: Path, generator: str, schema: int, manifest: dict) -> None:
+    write_json_atomic(path, {"generator": generator, "schema": schema, **manifest})
+
+
+def read_manifest(folder: Path) -> dict | None:
+    """The manifest predict wrote into ``folder`` (its checkpoints and settings), or None when
+    there is none or the file there is not ours."""
+    return read_stamped_json(folder / MANIFEST, GENERATOR, SCHEMA)
+
+
 def write_manifest(folder: Path, manifest: dict) -> None:
-    write_json_atomic(folder / MANIFEST, {"generator": GENERATOR, "schema": SCHEMA, **manifest})
+    write_stamped_json(folder / MANIFEST, GENERATOR, SCHEMA, manifest)
 
 
 def overlay(image: np.ndarray, truth: np.ndarray | None, pred: np.ndarray, height: int = 384,

@@ -8,7 +8,6 @@ beside the labelled set with ``data.extra_roots=[DIR]``; the losses and metrics 
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,26 +16,19 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
-from spark_lightning.atomic import write_json_atomic, write_with
+from spark_lightning.atomic import write_with
 from spark_lightning.checks import PREDICT_RULES, check_values
 from spark_lightning.data.formats import IGNORE, IMAGE_MARK
 from spark_lightning.data.spark import PSEUDO_MANIFEST, SparkFormat
 from spark_lightning.errors import ConfigError
 from spark_lightning.inference import checkpoint_list, iter_predictions, load_predictors, pick_device
+from spark_lightning.outputs import read_stamped_json, write_stamped_json
 from spark_lightning.plan import format_plan, predictor_rows
 from spark_lightning.runtime import task_wrapper
 
 log = logging.getLogger(__name__)
 GROUP = "pseudo"
 GENERATOR, SCHEMA = "spark_lightning.pseudo", 1  # what marks pseudo.json as ours
-
-
-def _ours(out: Path) -> bool:
-    try:
-        manifest = json.loads((out / PSEUDO_MANIFEST).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("generator") == GENERATOR and manifest.get("schema") == SCHEMA
 
 
 def check_output(out: Path, overwrite: bool) -> None:
@@ -47,7 +39,7 @@ def check_output(out: Path, overwrite: bool) -> None:
         raise ConfigError(f"output={out} is a file: give a folder for the pseudo-labelled set.")
     if not out.exists() or not any(out.iterdir()):
         return
-    if not _ours(out):
+    if read_stamped_json(out / PSEUDO_MANIFEST, GENERATOR, SCHEMA) is None:
         raise ConfigError(f"output={out} is not empty and is not a pseudo-label round written by spark_lightning (a "
                           "labelled data set would gain the unlabelled frames in its training split): choose a new "
                           "or empty folder.")
@@ -90,9 +82,9 @@ def run_pseudo(cfg: DictConfig) -> dict[str, Any]:
         write_with(images / f"{name}{IMAGE_MARK}{path.suffix.lower()}", lambda f, p=path: f.write(p.read_bytes()))
         confident.append(float((labels != IGNORE).mean()))
     share = float(np.mean(confident))
-    write_json_atomic(out / PSEUDO_MANIFEST, {"generator": GENERATOR, "schema": SCHEMA,
-                                              "checkpoints": checkpoint_list(cfg.ckpt), "threshold": cfg.threshold,
-                                              "images": len(paths), "labelled_share": share, "ignore": IGNORE})
+    write_stamped_json(out / PSEUDO_MANIFEST, GENERATOR, SCHEMA,
+                       {"checkpoints": checkpoint_list(cfg.ckpt), "threshold": cfg.threshold, "images": len(paths),
+                        "labelled_share": share, "ignore": IGNORE})
     log.info("pseudo-labelled %d images into %s: %.1f %% of their pixels confident (>= %.2f); train with "
              "data.extra_roots=[%s]", len(paths), out, 100 * share, cfg.threshold, out)
     return {"output": out, "images": len(paths), "labelled_share": share}
