@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, WeightAveraging
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -18,6 +17,7 @@ from spark_lightning.data.datamodule import SparkDataModule
 from spark_lightning.checkpoints import check_same_model, read_checkpoint
 from spark_lightning.errors import ConfigError, plain_errors
 from spark_lightning.module import SegmentationModule
+from spark_lightning.run_dir import effective_resume, refuse_finished_run, slurm_requeued
 from spark_lightning.wandb_run import build_loggers, continue_run
 
 log = logging.getLogger(__name__)
@@ -33,15 +33,6 @@ def instantiate_dict(cfg: DictConfig | None) -> list[Any]:
         return []
     with plain_errors():
         return [instantiate(value) for value in cfg.values() if value is not None]
-
-
-def resolve_precision(precision: str | int | None, accelerator: str) -> str | int | None:
-    """Mixed fp16 needs CUDA; on a CPU-only run fall back to 32-true and say so."""
-    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
-    if on_cpu and precision is not None and str(precision).startswith("16"):
-        log.info("trainer.precision=%s needs a CUDA GPU; this run is on CPU, using 32-true", precision)
-        return "32-true"
-    return precision
 
 
 def build_datamodule(cfg: DictConfig, **kwargs: Any) -> SparkDataModule:
@@ -91,42 +82,27 @@ def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
                            **kwargs)
 
 
-# What a training leaves in its run directory; a fresh run into a folder holding one of these
-# would replace it.
-RUN_FILES = ("checkpoints/last.ckpt", "checkpoints/best.ckpt", "metrics.json")
-
-
-def _refuse_finished_run(output_dir: Path, resume: str | None) -> None:
-    """A fresh training never replaces an earlier one's checkpoints and metrics silently (a
-    requeued job that forgot resume=auto would): one line saying how to continue or replace it."""
-    found = [name for name in RUN_FILES if (output_dir / name).is_file()]
-    if not found:
-        return
-    from spark_lightning.runtime import RunDirFinished
-
-    hint = ("resume=auto found no checkpoints/last.ckpt to continue; " if resume == "auto" else
-            "resume=auto continues it; ")
-    raise RunDirFinished(f"run directory {output_dir} already holds a training ({', '.join(found)}): {hint}choose "
-                         "another hydra.run.dir for a new run, or set overwrite=true to replace it.")
-
-
 def resume_checkpoint(cfg: DictConfig) -> str | None:
     """``ckpt_path`` if given; with ``resume=auto`` the run directory's last.ckpt (if any).
 
     When resuming, the W&B logger continues the run directory's previous W&B run id.
     """
-    if cfg.get("resume") not in (None, "auto"):
+    resume = effective_resume(cfg)
+    if resume not in (None, "auto"):
         raise ConfigError(f"resume={cfg.resume!r}: use resume=auto, or ckpt_path=PATH for a given checkpoint.")
     ckpt = cfg.get("ckpt_path")
     output_dir = Path(cfg.paths.output_dir)
-    if ckpt is None and cfg.get("resume") == "auto":
+    if ckpt is None and resume == "auto":
         last = output_dir / "checkpoints" / "last.ckpt"
         if last.is_file():
             ckpt = str(last)
         else:
             log.info("resume=auto: no %s yet, starting from scratch", last)
+        if resume != cfg.get("resume"):
+            log.info("SLURM requeued this job (SLURM_RESTART_COUNT=%d): continuing its run directory as with "
+                     "resume=auto", slurm_requeued())
     if ckpt is None and not cfg.get("overwrite"):
-        _refuse_finished_run(output_dir, cfg.get("resume"))
+        refuse_finished_run(output_dir, resume)
     if ckpt is not None:
         path = Path(ckpt).expanduser()
         check_same_model(read_checkpoint(path), container(cfg.model), path)

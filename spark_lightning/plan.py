@@ -25,14 +25,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from spark_lightning.checks import TRAIN_RULES, check_model, check_values
 from spark_lightning.errors import ConfigError
+from spark_lightning.run_dir import is_rank_zero
 
 log = logging.getLogger(__name__)
-
-
-def is_rank_zero() -> bool:
-    """Whether this is the first process of a (possibly distributed) run, as the launcher's
-    environment says (Lightning, torchrun and SLURM set these for the other ranks)."""
-    return all(int(os.environ.get(k, 0) or 0) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
 def _device(cfg: DictConfig) -> str:

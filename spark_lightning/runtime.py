@@ -3,8 +3,6 @@ errors at the command line, and silencing library chatter that is not the user's
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import logging
 import os
@@ -17,7 +15,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from spark_lightning import wandb_run
-from spark_lightning.errors import SparkError, is_user_error, root_cause
+from spark_lightning.errors import is_user_error, root_cause
+from spark_lightning.run_dir import RunDirTaken
 
 log = logging.getLogger(__name__)
 
@@ -76,54 +75,6 @@ def task_wrapper(task: Callable[[DictConfig], dict[str, Any]]) -> Callable[[Dict
 
 
 SIGTERM_EXIT = 143  # 128 + SIGTERM, what a shell reports for a process ended by it
-
-
-class RunDirTaken(SparkError):
-    """The run directory belongs to another run: nothing of ours may be written into it."""
-
-
-class RunDirBusy(RunDirTaken):
-    """Another process is training into this run directory."""
-
-
-class RunDirFinished(RunDirTaken):
-    """The run directory holds an earlier training, and this one neither resumes nor replaces it."""
-
-
-def clear_markers(output_dir: Path) -> None:
-    """Remove ``FAILED`` / ``PRUNED`` of an earlier attempt: only a training that continues or
-    replaces the run in ``output_dir`` calls this."""
-    for marker in ("FAILED", "PRUNED"):
-        (output_dir / marker).unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def run_dir_lock(output_dir: Path):
-    """Hold ``<run dir>/.lock`` for the block: a second training into the same directory stops
-    at once with one line, instead of overwriting the first one's files. Only rank 0 locks (the
-    other DDP ranks share the directory by design)."""
-    from spark_lightning.plan import is_rank_zero
-
-    if not is_rank_zero():
-        yield
-        return
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with open(output_dir / ".lock", "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            owner = f.read().strip() or "another process"
-            raise RunDirBusy(f"run directory {output_dir} is in use by another training ({owner}): choose another "
-                             "hydra.run.dir, or wait for that run to end.") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()}")
-        f.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class ConsoleHandler(logging.StreamHandler):

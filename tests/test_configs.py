@@ -12,7 +12,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from spark_lightning.builders import build_module, instantiate_dict, resolve_precision
+from spark_lightning.builders import build_module, instantiate_dict
+from spark_lightning.plan import resolve_precision
 from spark_lightning.data.datamodule import SparkDataModule
 from spark_lightning.data.synth import SyntheticSpark
 
@@ -237,4 +238,4 @@ def test_seed_baseline_is_the_blog_setup():
 def test_precision_falls_back_on_cpu():
     assert resolve_precision("16-mixed", "cpu") == "32-true"
     assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
-    assert resolve_precision("16-mixed", "gpu") == "16-mixed"
+    assert resolve_precision("16-mixed", "cuda") == "16-mixed"

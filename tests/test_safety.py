@@ -45,7 +45,7 @@ def test_synth_overwrite_replaces_only_our_own_sets(tmp_path):
 
 
 def test_a_second_training_into_the_same_run_dir_stops(tiny_root, tmp_path):
-    from spark_lightning.runtime import RunDirBusy, run_dir_lock
+    from spark_lightning.run_dir import RunDirBusy, run_dir_lock
 
     cfg = tiny_train_config(tiny_root, tmp_path)
     run_dir = Path(cfg.paths.output_dir)
@@ -59,7 +59,7 @@ def test_a_second_training_into_the_same_run_dir_stops(tiny_root, tmp_path):
 def test_a_fresh_training_into_a_finished_run_dir_replaces_nothing(tiny_root, tmp_path):
     """What a requeued job that forgot resume=auto does: stopped in one line, the first run's
     checkpoints, metrics, plan and FAILED marker untouched; resume=auto or overwrite=true go on."""
-    from spark_lightning.runtime import RunDirFinished
+    from spark_lightning.run_dir import RunDirFinished
 
     cfg = tiny_train_config(tiny_root, tmp_path)
     run_dir = Path(cfg.paths.output_dir)
@@ -110,12 +110,15 @@ def test_two_trainings_at_once_as_processes(tiny_root, tmp_path):
         deadline = time.monotonic() + 120
         while not (run_dir / "config.yaml").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+        hydra_files = {p: p.stat().st_mtime_ns for p in (run_dir / ".hydra").iterdir()}
         second = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert {p: p.stat().st_mtime_ns for p in (run_dir / ".hydra").iterdir()} == hydra_files  # not rewritten
     finally:
         first.kill()
         first.wait()
     assert second.returncode == 1 and "is in use by another training" in second.stdout + second.stderr
     assert "Traceback" not in second.stdout + second.stderr
+    assert "in use by another training" not in (run_dir / "train.log").read_text()  # nothing in the first's log
 
 
 def test_predict_never_writes_over_ground_truth(trained_ckpt, tiny_root, tmp_path):

@@ -19,7 +19,8 @@ from spark_lightning.checkpoints import load_weights
 from spark_lightning.errors import ConfigError
 from spark_lightning.loggers import log_best, log_hyperparams
 from spark_lightning.plan import resolve_train
-from spark_lightning.runtime import clear_markers, run_dir_lock, task_wrapper
+from spark_lightning.run_dir import clear_markers, run_dir_lock
+from spark_lightning.runtime import task_wrapper
 from spark_lightning.search.trial import TrialLink
 
 log = logging.getLogger(__name__)
