@@ -33,7 +33,7 @@ from common import ROOT, compose_cfg, device_name, markdown_table  # noqa: E402
 
 from spark_lightning.atomic import write_json_atomic, write_text_atomic  # noqa: E402
 from spark_lightning.budget import GiB, apply_budget  # noqa: E402
-from spark_lightning.builders import build_module  # noqa: E402
+from spark_lightning.run.builders import build_module  # noqa: E402
 from spark_lightning.losses import float32_loss  # noqa: E402
 
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")

@@ -34,7 +34,7 @@ PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x
 PROBE = """
 import bench.gpu_check, bench.predict_speed, bench.train_overhead
 import spark_lightning.tasks, spark_lightning.train, spark_lightning.predict, spark_lightning.evaluate
-import spark_lightning.export, spark_lightning.data.synth, spark_lightning.plan
+import spark_lightning.export, spark_lightning.data.synth, spark_lightning.run.plan
 import segmentation_models_pytorch, hydra, omegaconf, albumentations
 import sys
 assert "wandb" not in sys.modules and "optuna" not in sys.modules, "wandb/optuna imported at module level"

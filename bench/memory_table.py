@@ -23,7 +23,7 @@ from common import ROOT, compose_cfg, publish  # noqa: E402
 
 from spark_lightning.budget import GiB, cuda_train_probe, largest_fitting_batch, split_batch  # noqa: E402
 from spark_lightning.losses import float32_loss  # noqa: E402
-from spark_lightning.builders import build_module  # noqa: E402
+from spark_lightning.run.builders import build_module  # noqa: E402
 
 
 def train_speed(net, loss_fn, optimizer, batch: int, size: int, precision: str, device: str, steps: int) -> float:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, compose_cfg, publish  # noqa: E402
 
-from spark_lightning.builders import build_module  # noqa: E402
+from spark_lightning.run.builders import build_module  # noqa: E402
 from spark_lightning.data.formats import image_size, read_rgb  # noqa: E402
 from spark_lightning.data.spark import SparkFormat  # noqa: E402
 from spark_lightning.data.synth import generate  # noqa: E402

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, compose_cfg, publish  # noqa: E402
 
 from spark_lightning.losses import float32_loss  # noqa: E402
-from spark_lightning.builders import build_module, build_trainer  # noqa: E402
+from spark_lightning.run.builders import build_module, build_trainer  # noqa: E402
 
 
 class StepTimer(L.Callback):
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"data.dataset.size={max(args.size, 64)}", f"trainer.precision={args.precision}", "logger=csv",
         "callbacks.best_checkpoint=null", "callbacks.checkpoint=null", "callbacks.metrics_json=null",
     ])
-    out_dir = ROOT / "bench" / "_runs" / "train_overhead"
+    out_dir = ROOT / "outputs" / "bench" / "train_overhead"  # run files, git-ignored like every run's
     with open_dict(cfg):
         cfg.paths.output_dir = str(out_dir)
         cfg.trainer.max_epochs = -1

@@ -9,6 +9,9 @@ import os
 from pathlib import Path
 
 __version__ = "0.2.0"
+# The label of pixels no loss or metric counts (padding, unsure pseudo-label pixels); configs
+# read it as ${spark:ignore_index}, code as spark_lightning.data.formats.IGNORE.
+IGNORE_INDEX = 255
 # The Hydra configs (conf/ beside the package in a checkout or editable install); an absolute
 # path, so the entry points also work when called in-process (tests) rather than as __main__.
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -65,6 +68,9 @@ def _register_resolvers() -> None:
 
     if not OmegaConf.has_resolver("job_dirname"):
         OmegaConf.register_new_resolver("job_dirname", job_dirname)
+    facts = {"ignore_index": IGNORE_INDEX}  # ${spark:ignore_index}: the code's value, one fact
+    if not OmegaConf.has_resolver("spark"):
+        OmegaConf.register_new_resolver("spark", facts.__getitem__)
 
 
 _register_resolvers()

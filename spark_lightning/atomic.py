@@ -124,13 +124,49 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class LockHeld(Exception):
+    """``file_lock(wait=False)``: another process holds the lock; ``owner`` is what it wrote there."""
+
+    def __init__(self, owner: str) -> None:
+        super().__init__(owner)
+        self.owner = owner
+
+
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock (``flock``) held for the block: concurrent jobs wait, then reuse the result."""
+def file_lock(path: Path, wait: bool = True, owner: str | None = None) -> Iterator[None]:
+    """An exclusive lock (``flock``) on ``path`` held for the block: concurrent jobs wait, then
+    reuse the result; with ``wait=False`` they get ``LockHeld`` at once instead. With ``owner``
+    the file says who holds it, and is removed (while still held) at the end."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            f.seek(0)
+            raise LockHeld(f.read().strip()) from None
+        if owner is not None:
+            f.seek(0)
+            f.truncate()
+            f.write(owner)
+            f.flush()
         try:
             yield
         finally:
+            if owner is not None:
+                path.unlink(missing_ok=True)
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def lock_holder(path: Path) -> str | None:
+    """What the holder of ``path``'s lock wrote, if a process holds it now (the lock is not kept)."""
+    try:
+        f = open(path)
+    except OSError:
+        return None  # no lock file, or none we could read: nobody of ours holds it
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return f.read().strip() or "another process"
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None

@@ -1,6 +1,6 @@
 """``python -m spark_lightning.export ckpt=... format=onnx``: see conf/export.yaml."""
 
-from spark_lightning.runtime import command
+from spark_lightning.run.runtime import command
 from spark_lightning.tasks import run_export
 
 main = command("export", run_export)

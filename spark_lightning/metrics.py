@@ -22,6 +22,14 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassJaccardIndex
 from torchmetrics.wrappers import ClasswiseWrapper
 
+from spark_lightning.data.formats import SPARK_CLASSES
+
+# The names of the headline metrics (one place): what every validation set logs under its prefix
+# (val/..., val_<name>/...), loggers summarise by their best value and evaluate tabulates; and
+# the three every breakdown (by spacecraft, by object size) reports.
+HEADLINE = ("spark_score", "spark_body", "spark_panel", "iou", *(f"iou_{c}" for c in SPARK_CLASSES))
+BREAKDOWN = ("spark_score", "iou_body", "iou_panel")
+
 
 THRESHOLDS = torch.tensor([round(0.5 + 0.05 * i, 2) for i in range(10)], dtype=torch.float64)  # exact 0.80 etc.
 PANEL_MIN_RATIO = 0.05
@@ -101,7 +109,6 @@ class SparkScore(Metric):
         return _combine(self.body_hits, self.body_n, self.panel_hits, self.panel_n)
 
 
-SPARK_CLASSES = ("background", "body", "panel")
 
 
 def segmentation_metrics(classes: tuple[str, ...] = SPARK_CLASSES, ignore_index: int | None = None) -> MetricCollection:
@@ -119,7 +126,9 @@ def segmentation_metrics(classes: tuple[str, ...] = SPARK_CLASSES, ignore_index:
     return MetricCollection(metrics, compute_groups=False)
 
 
-SIZE_BINS = ((0.0, 0.01, "<1%"), (0.01, 0.05, "1-5%"), (0.05, 0.2, "5-20%"), (0.2, 1.01, ">20%"))
+# Object size bins (box area / frame area). Their names go into metric names
+# (val/by_size/<bin>/...), so they use only characters every logger keeps (MLflow drops %, <, >).
+SIZE_BINS = ((0.0, 0.01, "lt1pct"), (0.01, 0.05, "1to5pct"), (0.05, 0.2, "5to20pct"), (0.2, 1.01, "gt20pct"))
 
 
 def object_share(target: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,8 @@ from torch import nn
 
 from spark_lightning.callbacks.time_budget import share_used
 from spark_lightning.losses import float32_loss
-from spark_lightning.metrics import SPARK_CLASSES, GroupedSparkScore, segmentation_metrics
+from spark_lightning.data.formats import SPARK_CLASSES
+from spark_lightning.metrics import BREAKDOWN, GroupedSparkScore, segmentation_metrics
 from spark_lightning.optim import build_optimizer
 
 
@@ -50,7 +51,7 @@ class SegmentationModule(L.LightningModule):
         classes = tuple(classes or SPARK_CLASSES[: num_classes or len(SPARK_CLASSES)])
         self.save_hyperparameters({"model": model, "loss": loss, "optimizer": optimizer, "scheduler": scheduler,
                                    "classes": list(classes), "ignore_index": ignore_index})
-        self.legacy_inference = inference
+        del inference  # checkpoints of early versions saved predict settings here: accepted, unused
         self.net = instantiate(model, num_classes=len(classes))
         self.criterion = instantiate(loss)
         self.classes = classes
@@ -122,7 +123,7 @@ class SegmentationModule(L.LightningModule):
                 for kind, table in breakdown.compute().items():
                     for key, row in table.items():
                         self.log_dict({f"{name}/by_{kind}/{key}/{m}": float(row[m]) for m in
-                                       ("spark_score", "iou_body", "iou_panel") if row[m] == row[m]},  # not NaN
+                                       BREAKDOWN if row[m] == row[m]},  # not NaN
                                       add_dataloader_idx=False)
             breakdown.reset()
 

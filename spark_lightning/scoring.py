@@ -14,11 +14,12 @@ from rich.progress import track
 
 from spark_lightning.data.formats import SegmentationFormat, Sample
 from spark_lightning.errors import SparkDataError
-from spark_lightning.metrics import breakdown, object_share, per_image_iou, segmentation_metrics, size_bin
+from spark_lightning.metrics import (BREAKDOWN, HEADLINE, breakdown, object_share, per_image_iou, segmentation_metrics,
+                                     size_bin)
 from spark_lightning.outputs import NPZ_SUFFIX, load_mask_npz, overlay, save_figure, save_png
 
 log = logging.getLogger(__name__)
-TABLE_KEYS = ("spark_score", "spark_body", "spark_panel", "iou", "iou_background", "iou_body", "iou_panel")
+TABLE_KEYS = HEADLINE
 
 
 def folder_pairs(folder: Path, samples: list[Sample], split: str, allow_missing: bool,
@@ -138,8 +139,8 @@ def print_table(summary: dict[str, float], breakdowns: dict[str, dict[str, dict[
     console.print(table)
     for name, rows in breakdowns.items():
         sub = Table(title=f"by {name}")
-        for col in (name, "images", "spark_score", "iou_body", "iou_panel"):
+        for col in (name, "images", *BREAKDOWN):
             sub.add_column(col, justify="left" if col == name else "right")
         for key, row in rows.items():
-            sub.add_row(key, str(row["images"]), *(f"{row[c]:.4f}" for c in ("spark_score", "iou_body", "iou_panel")))
+            sub.add_row(key, str(row["images"]), *(f"{row[c]:.4f}" for c in BREAKDOWN))
         console.print(sub)

@@ -4,7 +4,7 @@
     python -m spark_lightning.synth compare real=DIR [synthetic=DIR]       # statistics side by side
 """
 
-from spark_lightning.runtime import command, subcommands
+from spark_lightning.run.runtime import command, subcommands
 from spark_lightning.tasks import run_compare, run_generate
 
 main = subcommands(command("synth", run_generate), compare=command("synth_compare", run_compare))

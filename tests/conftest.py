@@ -39,7 +39,7 @@ def tiny_root(tmp_path_factory) -> Path:
 
 def compose_train(overrides: list[str] | None = None, config_name: str = "train") -> DictConfig:
     """A config composed as the command line composes it (the real-data recipe once data.root is set)."""
-    from spark_lightning.recipe import compose_run
+    from spark_lightning.run.recipe import compose_run
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         if config_name == "train":

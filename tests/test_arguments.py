@@ -1,10 +1,10 @@
-"""Command-line arguments read before Hydra's parser (spark_lightning/arguments.py)."""
+"""Command-line arguments read before Hydra's parser (spark_lightning/run/arguments.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from spark_lightning.arguments import unreadable_argument
+from spark_lightning.run.arguments import unreadable_argument
 
 from .conftest import run_main
 

@@ -22,6 +22,18 @@ def test_memory_table_smoke(tmp_path):
     assert "| unet_mobilenet_v2 | 32 |" in text and "device:" in text and "torch " in text
 
 
+def test_cost_table_smoke(tmp_path):
+    import cost_table
+
+    rows = cost_table.main(["--size", "64", "--models", "tiny", "unet_efficientnet_lite0",
+                            "--results", str(tmp_path / "R.md")])
+    assert [r["model"] for r in rows] == ["tiny", "unet_efficientnet_lite0"]  # cheapest first
+    lite0 = rows[1]
+    assert lite0["params_M"] == 3.78 and lite0["S_params (1 - params/30M)"] == round(1 - 3.78e6 / 30e6, 3)
+    assert lite0["G_multiply_adds"] == pytest.approx(lite0["GFLOPs"] / 2, abs=0.06)
+    assert "| unet_efficientnet_lite0 | 3.78 |" in (tmp_path / "R.md").read_text()
+
+
 def test_train_overhead_smoke(tmp_path, monkeypatch):
     import train_overhead
 

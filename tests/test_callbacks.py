@@ -58,6 +58,7 @@ def test_optimising_a_metric_never_logged_fails_naming_it(tiny_root, tmp_path):
 
 
 def test_epoch_summary_without_epochs_says_nothing(caplog):
+    caplog.set_level("DEBUG")  # any line it wrote would be caught
     summary = EpochSummary()
     summary.on_fit_end(SimpleNamespace(), None)
     assert not caplog.records
@@ -199,7 +200,7 @@ def test_a_run_slowed_down_midway_ends_its_schedule_and_says_what_happened(cfg_t
         cfg_tiny.trainer.max_epochs = 1000
         cfg_tiny.scheduler = {"_target_": "spark_lightning.optim.onecycle", "_partial_": True}
         cfg_tiny.optimizer.lr = 1e-2
-    from spark_lightning.plan import resolve_train
+    from spark_lightning.run.plan import resolve_train
 
     with caplog.at_level("INFO", logger="spark_lightning"):
         result = _fit(resolve_train(cfg_tiny), [Slowdown()])
@@ -213,3 +214,28 @@ def test_a_run_slowed_down_midway_ends_its_schedule_and_says_what_happened(cfg_t
     warning = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "time budget" in r.getMessage())
     assert f"trained {trainer.current_epoch} epochs where its plan after the first epoch was 58" in warning
     assert "10.0x slower" in warning and "trainer.max_time" in warning
+
+
+def test_progress_bar_shows_the_planned_epochs_from_the_first_batches(tiny_root, tmp_path, monkeypatch):
+    """Under a time budget the bar says "Epoch 1/<planned>" as soon as the budget has planned
+    (after the first batches), not "Epoch 1/1000" for the whole first epoch."""
+    from spark_lightning.callbacks import ProgressBar
+    from spark_lightning.tasks import run_train
+
+    from .conftest import tiny_train_config
+
+    seen = []
+    original = ProgressBar.on_train_batch_end
+
+    def spy(self, trainer, *args, **kwargs):
+        original(self, trainer, *args, **kwargs)
+        if trainer.current_epoch == 0:
+            seen.append(self.progress.tasks[self.train_progress_bar_id].description.strip())
+
+    monkeypatch.setattr(ProgressBar, "on_train_batch_end", spy)
+    cfg = tiny_train_config(tiny_root, tmp_path, ["trainer.enable_progress_bar=true", "trainer.max_epochs=1000",
+                                                  "trainer.max_time=00:00:00:02", "trainer.limit_train_batches=4",
+                                                  "callbacks.progress_bar={_target_:spark_lightning.callbacks.ProgressBar}"])
+    run_train(cfg)
+    assert len(seen) == 4 and seen[0].startswith("Epoch 1/")
+    assert all(not d.endswith("/1000") for d in seen[1:]), seen

@@ -132,7 +132,7 @@ def test_a_checkpoint_of_the_previous_format_still_loads(trained_ckpt, tmp_path)
 
 
 def test_torch_security_warnings_are_not_silenced():
-    from spark_lightning.runtime import quiet_libraries
+    from spark_lightning.run.runtime import quiet_libraries
 
     quiet_libraries()
     with warnings.catch_warnings(record=True) as caught:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -104,3 +106,19 @@ def test_collection_keys_and_miou():
 def test_shape_mismatch_is_clear():
     with pytest.raises(ValueError, match=r"must both be \(N, H, W\)"):
         spark_score(torch.zeros(1, 4, 4), torch.zeros(1, 4, 5))
+
+
+def test_breakdown_names_are_portable_metric_names():
+    """Breakdown keys become metric names (val/by_size/<bin>/...): every logger must keep them
+    as they are (MLflow allows letters, digits, _ - . / and spaces; it renamed '>20%')."""
+    from spark_lightning.metrics import GroupedSparkScore
+
+    metric = GroupedSparkScore(names=["smart_1"])
+    target = torch.zeros(4, 40, 40, dtype=torch.long)
+    for i, side in enumerate((2, 6, 14, 30)):  # boxes of 0.25 %, 2 %, 12 %, 56 % of the frame
+        target[i, :side, :side] = 1
+    metric.update(target.clone(), target, ["smart_1"] * 4)
+    result = metric.compute()
+    assert sorted(result["size"]) == ["1to5pct", "5to20pct", "gt20pct", "lt1pct"]
+    names = [f"val/by_{kind}/{key}/spark_score" for kind, rows in result.items() for key in rows]
+    assert all(re.fullmatch(r"[\w\-. /]+", n) for n in names), names

@@ -70,9 +70,17 @@ def test_channels_last_same_output():
         assert torch.allclose(plain(x), nhwc(x), atol=1e-4)
 
 
-def test_compile_keeps_state_dict_keys():
+def test_a_compiled_network_saves_checkpoints_a_plain_one_loads():
+    """model.compile=true compiles the forward, not the module: no ``_orig_mod.`` prefixes, so
+    predict, export and init_from (plain networks) load a compiled run's checkpoints."""
     plain, compiled = build_model(encoder="resnet18"), build_model(encoder="resnet18", compile=True)
     assert list(plain.state_dict()) == list(compiled.state_dict())
+    assert not any("_orig_mod" in k for k in compiled.state_dict())
+    with torch.no_grad():
+        for p in compiled.parameters():
+            p.add_(0.5)
+    plain.load_state_dict(compiled.state_dict())  # strict
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), compiled.state_dict().values()))
 
 
 @pytest.mark.parametrize(("arch", "encoder", "inner"), [("unet", "resnet18", "encoder"),

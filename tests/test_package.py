@@ -30,3 +30,28 @@ def test_an_idle_machine_keeps_torch_defaults(monkeypatch):
     import os
 
     assert "OMP_WAIT_POLICY" not in os.environ
+
+
+def test_console_commands_are_the_python_m_commands():
+    """pyproject's [project.scripts]: spark-train etc. call the same main() as python -m."""
+    import importlib
+    import tomllib
+    from pathlib import Path
+
+    scripts = tomllib.loads((Path(spark_lightning.__file__).parents[1] / "pyproject.toml").read_text())["project"][
+        "scripts"]
+    assert set(scripts) == {f"spark-{n}" for n in ("train", "predict", "evaluate", "export", "pseudo", "synth",
+                                                   "report")}
+    for name, target in scripts.items():
+        module, attr = target.split(":")
+        assert module == f"spark_lightning.{name.removeprefix('spark-')}"
+        assert callable(getattr(importlib.import_module(module), attr))
+
+
+def test_the_ignore_label_is_one_fact():
+    """Configs read it through ${spark:ignore_index}; code through data.formats.IGNORE."""
+    from omegaconf import OmegaConf
+
+    from spark_lightning.data.formats import IGNORE
+
+    assert OmegaConf.create({"x": "${spark:ignore_index}"}).x == IGNORE == spark_lightning.IGNORE_INDEX

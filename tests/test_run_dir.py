@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from spark_lightning.run_dir import RunDirGuard, run_dir_lock
+from spark_lightning.run.run_dir import RunDirGuard, run_dir_lock
 from spark_lightning.tasks import run_train
 
 from .conftest import tiny_train_config
@@ -64,7 +64,7 @@ def test_guard_refuses_a_run_dir_another_training_holds(tmp_path, capsys, monkey
         assert _guard_says(_hydra_config(run_dir), capsys) is None
     monkeypatch.delenv("LOCAL_RANK")
     assert _guard_says(_hydra_config(run_dir), capsys) is None  # free again
-    assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
+    assert list(run_dir.iterdir()) == []  # the finished lock leaves no file behind
 
 
 def test_guard_names_an_unwritable_folder(tmp_path, capsys):

@@ -13,7 +13,6 @@ import pytest
 from omegaconf import OmegaConf
 
 from spark_lightning.tasks.report import write_report
-from spark_lightning.wandb_run import PATH_KEYS
 
 from .conftest import compose_train, run_main, smoke_args
 
@@ -48,9 +47,13 @@ def test_two_by_two_multirun_with_wandb_and_report(tiny_root, tmp_path, monkeypa
     wandb_runs = [p for r in runs for p in (r / "wandb").glob("offline-run-*")]
     assert len(wandb_runs) == 4 and len({p.name.rsplit("-", 1)[1] for p in wandb_runs}) == 4
     assert {c.logger.wandb.group for c in configs} == {"sweep"}  # one group: the sweep
-    for r, c in zip(runs, configs):  # tags = the job's overrides (paths left out)
-        overrides = [o for o in OmegaConf.load(r / ".hydra" / "overrides.yaml") if not o.startswith(PATH_KEYS)]
-        assert sorted(c.logger.wandb.tags) == sorted(overrides)
+    for r, c in zip(runs, configs):  # tags = the job's overrides, without paths and derived values
+        overrides = list(OmegaConf.load(r / ".hydra" / "overrides.yaml"))
+        assert f"model.width={c.model.width}" in c.logger.wandb.tags and "debug=smoke" in c.logger.wandb.tags
+        assert any(o.startswith("data.root=") for o in overrides) and "recipe.fallback_model=null" in overrides
+        assert not [t for t in c.logger.wandb.tags if t.split("=")[0] in ("data.root", "data.cache_dir",
+                                                                        "recipe.fallback_model", "hydra.sweep.dir")]
+        assert set(c.logger.wandb.tags) <= set(overrides)
     rows = write_report(sweep)
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
     scores = [r["score"] for r in rows]
@@ -134,9 +137,9 @@ def test_ddp_trainer_config(tmp_path):
     """trainer=ddp builds a 2-process DDP Trainer with synchronised BatchNorm (on CPU here: gloo)."""
     from lightning.pytorch.strategies import DDPStrategy
 
-    from spark_lightning.builders import build_trainer
+    from spark_lightning.run.builders import build_trainer
 
-    from spark_lightning.plan import resolve_train
+    from spark_lightning.run.plan import resolve_train
 
     cfg = compose_train(["trainer=ddp", "trainer.accelerator=cpu", "logger=none"])
     cfg.paths.output_dir = str(tmp_path)

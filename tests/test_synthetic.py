@@ -20,7 +20,9 @@ def test_layout_matches_spark(tiny_root):
     assert (tiny_root / "mask" / "XMM Newton" / "val").is_dir()
     rows = list(csv.DictReader(open(tiny_root / "train.csv")))
     assert len(rows) == 24
-    assert all((tiny_root / r["image"]).is_file() and (tiny_root / r["mask"]).is_file() for r in rows)
+    assert list(rows[0]) == ["Class", "Image name", "Mask name", "Bounding box"]  # the organisers' columns
+    assert all((tiny_root / "images" / r["Class"] / "train" / r["Image name"]).is_file() and
+               (tiny_root / "mask" / r["Class"] / "train" / r["Mask name"]).is_file() for r in rows)
     assert len(list((tiny_root / "stream-1-test").glob("*_img.jpg"))) == 3
 
 

@@ -167,7 +167,7 @@ def test_breakdowns_by_spacecraft_and_size_in_training_evaluation_and_report(tin
                                        tmp_path / "e"))
     report = json.loads((tmp_path / "e" / "eval.json").read_text())
     assert sum(r["images"] for r in report["by_spacecraft"].values()) == 6 == len(report["per_image"])
-    assert set(report["by_object_size"]) <= {"<1%", "1-5%", "5-20%", ">20%"}
+    assert set(report["by_object_size"]) <= {"lt1pct", "1to5pct", "5to20pct", "gt20pct"}
     assert (tmp_path / "e" / "breakdown.png").stat().st_size > 1000
     assert json.loads(json.dumps(result["breakdowns"]["spacecraft"])) == report["by_spacecraft"]
 

@@ -98,7 +98,7 @@ def test_wandb_offline_run_with_overlays_and_resume(cfg_tiny, monkeypatch):
     cfg.trainer.max_epochs = 3
     cfg.resume = "auto"
     run_train(cfg)
-    from spark_lightning.wandb_run import run_ids
+    from spark_lightning.tracking import run_ids
 
     assert set(run_ids(Path(cfg.paths.output_dir) / "wandb")) == {runs[0].name.rsplit("-", 1)[1]}
 
@@ -223,7 +223,7 @@ def test_real_data_recipe_trains_the_shipped_network_when_its_own_has_no_weights
     with the project, and its plan says so; a network you chose is kept."""
     from omegaconf import open_dict
 
-    from spark_lightning.plan import resolve_train
+    from spark_lightning.run.plan import resolve_train
 
     from .conftest import compose_train
 

@@ -159,7 +159,7 @@ def _stopped(study: Any, trials: list, retries: int):
     """A worker stopped by SIGTERM (a scheduler's preemption or time limit) or Ctrl-C while its
     trials run: they are marked FAIL with that cause and queued again for the next worker, and
     the worker exits non-zero (143 for SIGTERM) so that the scheduler knows."""
-    from spark_lightning.runtime import SIGTERM_EXIT
+    from spark_lightning.run.runtime import SIGTERM_EXIT
     from spark_lightning.search.study import fail_and_retry
 
     received: list[int] = []

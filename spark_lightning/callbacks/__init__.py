@@ -5,9 +5,8 @@ from spark_lightning.callbacks.checkpointing import AtomicCheckpointIO, BestChec
 from spark_lightning.callbacks.guards import NanGuard, TrainingDiverged
 from spark_lightning.callbacks.metrics_json import MetricsJson
 from spark_lightning.callbacks.monitoring import EpochSummary, PerfMonitor, ProgressBar
-from spark_lightning.callbacks.overlays import Overlays, WandbOverlays
+from spark_lightning.callbacks.overlays import Overlays
 from spark_lightning.callbacks.time_budget import TimeBudget
 
 __all__ = ["AtomicCheckpointIO", "BestCheckpoint", "EpochSummary", "LastCheckpoint", "MetricsJson", "NanGuard",
-           "Overlays", "PerfMonitor", "PreciseBatchNorm", "ProgressBar", "TimeBudget", "TrainingDiverged",
-           "WandbOverlays"]
+           "Overlays", "PerfMonitor", "PreciseBatchNorm", "ProgressBar", "TimeBudget", "TrainingDiverged"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import lightning as L
 import torch
@@ -121,3 +122,12 @@ class ProgressBar(RichProgressBar):
         total = self.trainer.max_epochs
         text = f"Epoch {current_epoch + 1}" + (f"/{total}" if total and total > 0 else "")
         return f"{text:{len(self.validation_description)}}" if len(self.validation_description) > len(text) else text
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        """The time budget plans its epochs after the first batches: show the plan from then
+        on, not the placeholder limit for the rest of the first epoch."""
+        super().on_train_batch_end(trainer, *args, **kwargs)
+        if self.progress is not None and self.train_progress_bar_id is not None:
+            description = self._get_train_description(trainer.current_epoch)
+            if self.progress.tasks[self.train_progress_bar_id].description != description:
+                self.progress.update(self.train_progress_bar_id, description=description)

@@ -54,4 +54,3 @@ class Overlays(L.Callback):
             _send(logger, f"{name}/overlays", panels, list(batch["name"][:n]), trainer.global_step)
 
 
-WandbOverlays = Overlays  # the earlier name, in configs written before TensorBoard and MLflow

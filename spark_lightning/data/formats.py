@@ -23,8 +23,12 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 IMAGE_MARK, MASK_MARK = "_img", "_layer"  # SPARK names: <name>_img.jpg, <name>_layer.jpg
 PREDICTIONS_MANIFEST = "predictions.json"  # marks a folder of our predictions (outputs.py)
-IGNORE = 255  # label of unlabelled pixels (pseudo-labels the model was unsure of): no loss, no metric
-# Colours used to draw class ids in overlays and colour PNGs (class 0 = black).
+# The label of pixels no loss or metric counts: padding, pseudo-label pixels the model was unsure
+# of. One fact: the configs read it as ${spark:ignore_index} (spark_lightning/__init__.py).
+from spark_lightning import IGNORE_INDEX as IGNORE  # noqa: E402
+SPARK_CLASSES = ("background", "body", "panel")  # SPARK 2024 Stream 1's classes, by class id
+# Colours of class ids: SPARK masks' colour code (black, red, blue) for the SPARK classes, then
+# more for formats with more classes; overlays and colour PNGs draw with them.
 PALETTE = np.array([[0, 0, 0], [255, 0, 0], [0, 0, 255], [0, 200, 0], [255, 200, 0], [200, 0, 200]], np.uint8)
 
 
@@ -37,6 +41,8 @@ class Sample:
     mask: Path | None
     name: str
     group: str = ""
+    box: tuple[int, int, int, int] | None = None  # the craft's box, where a CSV gives one (data/boxes.py)
+    listed_in: str = ""  # the CSV row that gave the box, for error messages
 
 
 def _to_uint8(array: np.ndarray, path: Path) -> np.ndarray:
@@ -94,7 +100,7 @@ class SegmentationFormat:
         root: the folder holding the data set.
     """
 
-    classes: tuple[str, ...] = ("background", "body", "panel")
+    classes: tuple[str, ...] = SPARK_CLASSES
     allows_ignore = False  # whether masks may mark unlabelled pixels IGNORE
 
     def __init__(self, root: str | Path | None = None) -> None:
@@ -141,6 +147,10 @@ class SegmentationFormat:
                 f"mask {sample.mask} is {mask.shape[1]}x{mask.shape[0]} but image {sample.image} is "
                 f"{width}x{height}: they must match (fix or remove this pair)."
             )
+        if sample.box is not None:
+            from spark_lightning.data.boxes import check_box
+
+            check_box(sample.box, mask, sample.listed_in, sample.mask)
         return image, resize_labels(mask, size)
 
     def find_images(self, folder: str | Path) -> list[Path]:

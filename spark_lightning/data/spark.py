@@ -5,7 +5,9 @@ Both the real data and the synthetic generator use this layout (see shared/spark
     <root>/images/<Spacecraft>/<split>/<name>_img.jpg
     <root>/mask/<Spacecraft>/<split>/<name>_layer.jpg
 
-The CSVs are not documented publicly, so the folders are scanned instead.
+The folders are scanned; a split's CSV (``train.csv``: ``Class``, ``Image name``, ``Mask name``,
+``Bounding box``, as the organisers' loader reads it) adds each craft's box, checked against
+the folders here and against the mask when the sample is decoded.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from spark_lightning.data.formats import IGNORE, IMAGE_EXTENSIONS, IMAGE_MARK, SegmentationFormat, Sample
+from spark_lightning.data.formats import (IGNORE, IMAGE_EXTENSIONS, IMAGE_MARK, PALETTE, SPARK_CLASSES,
+                                          SegmentationFormat, Sample)
 from spark_lightning.errors import SparkDataError
 
 log = logging.getLogger(__name__)
@@ -34,9 +37,7 @@ SPACECRAFT = (
     "Soho",
     "XMM Newton",
 )
-CLASSES = ("background", "body", "panel")
-# Colour of each class in a SPARK mask (index = class id).
-CLASS_COLORS = np.array([[0, 0, 0], [255, 0, 0], [0, 0, 255]], dtype=np.uint8)
+CLASS_COLORS = PALETTE[: len(SPARK_CLASSES)]  # the colour of each class in a SPARK mask (index = class id)
 
 IMAGE_SUFFIX = "_img.jpg"
 IMAGE_SUFFIXES = tuple(f"{IMAGE_MARK}{ext}" for ext in IMAGE_EXTENSIONS)  # real frames re-saved as PNG are read too
@@ -110,6 +111,32 @@ def read_label_image(path: Path, num_classes: int, allow_ignore: bool = False) -
     return decode_mask(array, path)
 
 
+def with_csv_boxes(samples: list[Sample], csv_path: Path, split: str) -> list[Sample]:
+    """``samples`` with the boxes of ``csv_path`` (in the SPARK 2024 columns), if it is there; a
+    row naming an image that is not in ``images/<Class>/<split>/`` is one line."""
+    import csv
+    import dataclasses
+
+    from spark_lightning.data.boxes import CSV_COLUMNS, parse_box
+
+    if not csv_path.is_file():
+        return samples
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not set(CSV_COLUMNS) <= set(rows[0]):
+        return samples  # another table (synthetic sets written before 2026-12-07 had other columns)
+    by_file = {(s.group, s.image.name): s for s in samples}
+    boxes = {}
+    for n, row in enumerate(rows, start=2):  # line 1 is the header
+        key = (row["Class"].strip(), row["Image name"].strip())
+        if key not in by_file:
+            raise SparkDataError(f"{csv_path.name} line {n}: {key[1]} is not in {csv_path.parent}/images/{key[0]}/{split}/ "
+                                 "(the row and the folders disagree): fix the row or restore the image.")
+        boxes[key] = (parse_box(row["Bounding box"], f"{csv_path.name} line {n}"), f"{csv_path} line {n}")
+    return [dataclasses.replace(s, box=boxes[k][0], listed_in=boxes[k][1]) if (k := (s.group, s.image.name)) in boxes
+            else s for s in samples]
+
+
 def _visible_files(folder: Path, *suffixes: str) -> dict[str, Path]:
     """name -> path for files ending in one of the suffixes (any case), skipping macOS ``._*``
     and hidden files; two files of one name (``a_img.jpg`` and ``a_img.png``) are an error."""
@@ -149,7 +176,7 @@ class SparkFormat(SegmentationFormat):
     with one warning listing them.
     """
 
-    classes = CLASSES
+    classes = SPARK_CLASSES
 
     def _check_root(self) -> Path:
         root = self.root
@@ -188,7 +215,7 @@ class SparkFormat(SegmentationFormat):
         samples = [s for c in folders for s in _pair(c, root / "images" / c / split, root / "mask" / c / split)]
         if not samples:
             raise SparkDataError(f"split '{split}' under {root / 'images'} holds no *{IMAGE_SUFFIX} (or _img.png) files.")
-        return samples
+        return with_csv_boxes(samples, root / f"{split}.csv", split)
 
     @property
     def allows_ignore(self) -> bool:

@@ -9,14 +9,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from spark_lightning import wandb_run
+from spark_lightning import tracking
 from spark_lightning.atomic import write_json_atomic
 from spark_lightning.data.datamodule import build_format
 from spark_lightning.errors import ConfigError
-from spark_lightning.checks import PREDICT_RULES, check_values, is_int
+from spark_lightning.run.checks import PREDICT_RULES, check_values, is_int
 from spark_lightning.inference import checkpoint_list, iter_predictions, load_predictors, pick_device
-from spark_lightning.plan import format_plan, predictor_rows
-from spark_lightning.runtime import task_wrapper
+from spark_lightning.run.plan_text import format_plan, predictor_rows
+from spark_lightning.run.runtime import task_wrapper
 from spark_lightning.scoring import breakdown_plot, evaluate_pairs, folder_pairs, print_table
 
 log = logging.getLogger(__name__)
@@ -68,14 +68,14 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
 def _log_evaluation_to_wandb(cfg: DictConfig, evaluation, summary: dict, worst: list[Path]) -> bool:
     """With ``wandb=true`` (or a W&B run already active): the metrics, and a table of per-image
     IoUs with the worst images' overlays."""
-    run = wandb_run.active_run()
+    run = tracking.active_run()
     if run is None and not cfg.get("wandb"):
         return False
     import wandb
 
     if run is None:
-        run = wandb.init(project=cfg.get("wandb_project", "spark_lightning"), job_type="evaluate",
-                         dir=str(cfg.paths.output_dir), config=wandb_run.flat_config(cfg))
+        run = wandb.init(project=cfg.wandb_project, job_type="evaluate",
+                         dir=str(cfg.paths.output_dir), config=tracking.flat_config(cfg))
 
     by_name = {p.name.split("_", 1)[1].removesuffix(".png"): p for p in worst}
     columns = ["name", "spacecraft", "iou_body", "iou_panel", "panel_scored", "overlay"]

@@ -23,8 +23,8 @@ from torch import nn
 
 from spark_lightning.atomic import explain_os_error
 from spark_lightning.errors import ConfigError, SparkDataError
-from spark_lightning.plan import format_plan
-from spark_lightning.runtime import task_wrapper
+from spark_lightning.run.plan_text import format_plan
+from spark_lightning.run.runtime import task_wrapper
 
 log = logging.getLogger(__name__)
 INLINE_LIMIT = 1.8 * 1024**3  # protobuf's 2 GB file limit, with room for the graph

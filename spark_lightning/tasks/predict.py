@@ -12,11 +12,11 @@ from omegaconf import DictConfig, OmegaConf
 from spark_lightning.data.datamodule import build_format
 from spark_lightning.data.spark import SparkFormat
 from spark_lightning.errors import ConfigError
-from spark_lightning.checks import PREDICT_RULES, check_values
+from spark_lightning.run.checks import PREDICT_RULES, check_values
 from spark_lightning.inference import iter_predictions, load_predictors, pick_device
-from spark_lightning.plan import format_plan, predictor_rows
+from spark_lightning.run.plan_text import format_plan, predictor_rows
 from spark_lightning.outputs import MANIFEST, NPZ_SUFFIX, read_manifest, save_colour_mask, save_mask_npz, write_manifest, write_zip
-from spark_lightning.runtime import task_wrapper
+from spark_lightning.run.runtime import task_wrapper
 
 log = logging.getLogger(__name__)
 

@@ -17,14 +17,14 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from spark_lightning.atomic import write_with
-from spark_lightning.checks import PREDICT_RULES, check_values
+from spark_lightning.run.checks import PREDICT_RULES, check_values
 from spark_lightning.data.formats import IGNORE, IMAGE_MARK
 from spark_lightning.data.spark import PSEUDO_MANIFEST, SparkFormat
 from spark_lightning.errors import ConfigError
 from spark_lightning.inference import checkpoint_list, iter_predictions, load_predictors, pick_device
 from spark_lightning.outputs import read_stamped_json, write_stamped_json
-from spark_lightning.plan import format_plan, predictor_rows
-from spark_lightning.runtime import task_wrapper
+from spark_lightning.run.plan_text import format_plan, predictor_rows
+from spark_lightning.run.runtime import task_wrapper
 
 log = logging.getLogger(__name__)
 GROUP = "pseudo"

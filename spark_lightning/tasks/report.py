@@ -15,12 +15,13 @@ import logging
 import math
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from spark_lightning.atomic import write_bytes_atomic
 from spark_lightning.errors import SparkDataError
 from spark_lightning.outputs import save_figure
-from spark_lightning.runtime import task_wrapper
+from spark_lightning.run.runtime import task_wrapper
+from spark_lightning.tracking import job_identity
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +31,14 @@ COLUMNS = ["run", "overrides", "status", "score", "iou", "iou_body", "iou_panel"
 # img_per_s: mean training images/s over the run's epochs; peak_mem_gib: the largest epoch peak.
 
 
-SKIP = ("hydra.", "data.root", "data.cache_dir", "data.extra_val_roots", "optuna.")  # paths and trial ids
-
-
 def _overrides(run: Path) -> str:
-    path = run / ".hydra" / "overrides.yaml"
+    """The run's overrides that tell it apart (tracking.job_identity, with the run's own list)."""
+    path, hydra = run / ".hydra" / "overrides.yaml", run / ".hydra" / "hydra.yaml"
     if not path.is_file():
         return ""
-    lines = [ln[2:].strip() for ln in path.read_text().splitlines() if ln.startswith("- ")]
-    return " ".join(ln for ln in lines if not ln.lstrip("+~").startswith(SKIP))
+    exclude = OmegaConf.select(OmegaConf.load(hydra), "hydra.job.config.override_dirname.exclude_keys",
+                               default=[]) if hydra.is_file() else []
+    return " ".join(job_identity(list(OmegaConf.load(path)), list(exclude)))
 
 
 def _curves(run: Path, monitor: str) -> dict[str, list[tuple[int, float]]]:

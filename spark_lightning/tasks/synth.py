@@ -8,10 +8,10 @@ import logging
 from omegaconf import DictConfig
 
 from spark_lightning.atomic import write_text_atomic
-from spark_lightning.checks import check_values, is_int
+from spark_lightning.run.checks import check_values, is_int
 from spark_lightning.data.synth import generate
 from spark_lightning.data.synth.stats import compare
-from spark_lightning.runtime import task_wrapper
+from spark_lightning.run.runtime import task_wrapper
 
 log = logging.getLogger(__name__)
 

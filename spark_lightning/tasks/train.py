@@ -13,14 +13,14 @@ import torch
 from omegaconf import DictConfig
 
 from spark_lightning.atomic import clean_stale_temps
-from spark_lightning.builders import build_datamodule, build_module, build_trainer
+from spark_lightning.run.builders import build_datamodule, build_module, build_trainer
 from spark_lightning.callbacks import MetricsJson
 from spark_lightning.checkpoints import load_weights
 from spark_lightning.errors import ConfigError
-from spark_lightning.loggers import log_best, log_hyperparams
-from spark_lightning.plan import resolve_train
-from spark_lightning.run_dir import clear_markers, run_dir_lock
-from spark_lightning.runtime import task_wrapper
+from spark_lightning.tracking import log_best, log_hyperparams
+from spark_lightning.run.plan import resolve_train
+from spark_lightning.run.run_dir import clear_markers, run_dir_lock
+from spark_lightning.run.runtime import task_wrapper
 from spark_lightning.search.trial import TrialLink
 
 log = logging.getLogger(__name__)

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from spark_lightning.data.formats import find_image_files, image_name, read_rgb
+from spark_lightning.data.formats import SPARK_CLASSES, find_image_files, image_name, read_rgb
 
 Box = tuple[int, int, int, int]  # r0, c0, r1, c1 (rows/columns, end exclusive)
-CLASS_NAMES = ("background", "body", "panel")
 SPARK_TRAIN_SHARES = {"background": 0.952, "body": 0.036, "panel": 0.012}
 # A background is "bright or textured" (Earth, terrain, sun glare) rather than a dark starfield
 # when its non-craft pixels have a mean grey above BUSY_MEAN or a grey standard deviation above
@@ -102,7 +101,7 @@ def labelled_set_stats(root: Path, splits: tuple[str, ...] | None = None,
         labels = fmt.read_mask(sample.mask)
         counts += np.bincount(labels.ravel(), minlength=3)[:3]
         rows.append(image_stats(fmt.read_image(sample.image), labels))
-    shares = {name: float(c / max(1, counts.sum())) for name, c in zip(CLASS_NAMES, counts)}
+    shares = {name: float(c / max(1, counts.sum())) for name, c in zip(SPARK_CLASSES, counts)}
     return rows, shares
 
 

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from spark_lightning.atomic import clean_stale_temps, explain_os_error, temp_name
+from spark_lightning.data.boxes import CSV_COLUMNS, Box, format_box, mask_box
 from spark_lightning.data.spark import IMAGE_SUFFIX, MASK_SUFFIX, SPACECRAFT, encode_mask
 from spark_lightning.data.synth.scene import RENDER_VERSION, render_scene
 from spark_lightning.errors import ConfigError
@@ -45,15 +46,17 @@ def write_jpeg(path: Path, rgb: np.ndarray, quality: int, full_chroma: bool = Fa
     path.write_bytes(buf.tobytes())
 
 
-def _render_one(job: Job) -> None:
+def _render_one(job: Job) -> tuple[str, Box | None]:
+    """Render and write one frame; return its name and the box of its craft's true pixels."""
     out, name, split, craft, size, seed, index = job
     image, mask = render_scene(np.random.default_rng([seed, index]), size, craft)
     if split is None:
         write_jpeg(out / TEST_DIR / f"{name}{IMAGE_SUFFIX}", image, 95)
-        return
+        return name, None
     folder = SPACECRAFT[craft]
     write_jpeg(out / "images" / folder / split / f"{name}{IMAGE_SUFFIX}", image, 95)
     write_jpeg(out / "mask" / folder / split / f"{name}{MASK_SUFFIX}", encode_mask(mask), 90, full_chroma=True)
+    return name, mask_box(mask)
 
 
 def _die_with_parent() -> None:
@@ -75,8 +78,7 @@ def _plan(tmp: Path, num_images: int, n_val: int, num_test: int, size: int, seed
         craft, name = i % len(SPACECRAFT), f"{i:06d}"
         jobs.append((tmp, name, split, craft, size, seed, i))
         folder = SPACECRAFT[craft]
-        rows[split].append((f"images/{folder}/{split}/{name}{IMAGE_SUFFIX}", f"mask/{folder}/{split}/{name}{MASK_SUFFIX}",
-                            folder, craft))
+        rows[split].append([folder, f"{name}{IMAGE_SUFFIX}", f"{name}{MASK_SUFFIX}"])  # + the box, once rendered
     for j in range(num_test):
         i = num_images + j
         craft = int(np.random.default_rng([seed, i, 1]).integers(len(SPACECRAFT)))
@@ -84,13 +86,12 @@ def _plan(tmp: Path, num_images: int, n_val: int, num_test: int, size: int, seed
     return jobs, rows
 
 
-def _render_all(jobs: list[Job], workers: int) -> None:
+def _render_all(jobs: list[Job], workers: int) -> dict[str, Box | None]:
+    """Render every job; name -> box of the craft's true pixels."""
     if workers <= 1:
-        for job in jobs:
-            _render_one(job)
-        return
+        return dict(_render_one(job) for job in jobs)
     with ProcessPoolExecutor(workers, initializer=_die_with_parent) as pool:
-        list(pool.map(_render_one, jobs, chunksize=max(1, len(jobs) // (workers * 8))))
+        return dict(pool.map(_render_one, jobs, chunksize=max(1, len(jobs) // (workers * 8))))
 
 
 def _make_folders(tmp: Path) -> None:
@@ -183,12 +184,12 @@ def generate(
     try:
         _make_folders(tmp)
         jobs, rows = _plan(tmp, num_images, n_val, num_test, size, seed)
-        _render_all(jobs, workers or min(len(jobs), os.cpu_count() or 1))
-        for split, split_rows in rows.items():
+        boxes = _render_all(jobs, workers or min(len(jobs), os.cpu_count() or 1))
+        for split, split_rows in rows.items():  # the organisers' columns, so their loaders read our sets
             with open(tmp / f"{split}.csv", "w", newline="") as f:
                 writer = csv.writer(f)
-                writer.writerow(["image", "mask", "spacecraft", "class_index"])
-                writer.writerows(split_rows)
+                writer.writerow(CSV_COLUMNS)
+                writer.writerows([*row, format_box(boxes[row[1].removesuffix(IMAGE_SUFFIX)])] for row in split_rows)
         (tmp / MANIFEST).write_text(json.dumps({"generator": "spark_lightning.synth", "render_version": RENDER_VERSION,
                                                 "num_images": num_images, "size": size, "seed": seed,
                                                 "val_fraction": val_fraction, "num_test": num_test}, indent=2))

@@ -14,11 +14,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from spark_lightning.callbacks import AtomicCheckpointIO, TimeBudget
 from spark_lightning.data.datamodule import SparkDataModule
+from spark_lightning.data.formats import IGNORE
 from spark_lightning.checkpoints import check_same_model, read_checkpoint
 from spark_lightning.errors import ConfigError, plain_errors
 from spark_lightning.module import SegmentationModule
-from spark_lightning.run_dir import effective_resume, refuse_finished_run, slurm_requeued
-from spark_lightning.wandb_run import build_loggers, continue_run
+from spark_lightning.run.run_dir import effective_resume, refuse_finished_run, slurm_requeued
+from spark_lightning.tracking import build_loggers, continue_run
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def build_module(cfg: DictConfig, classes: tuple[str, ...] | None = None) -> Seg
     with plain_errors():
         return SegmentationModule(model=container(cfg.model), loss=loss, optimizer=container(cfg.optimizer),
                                   scheduler=container(cfg.get("scheduler")), classes=classes,
-                                  ignore_index=cfg.get("ignore_index"))
+                                  ignore_index=IGNORE)
 
 
 def _check_class_weights(loss: Any, classes: tuple[str, ...] | None) -> None:

@@ -6,7 +6,6 @@ files and log into it: a refused command leaves the other run's folder as it was
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from spark_lightning.atomic import LockHeld, file_lock, lock_holder
 from spark_lightning.errors import SparkError
 
 # What a training leaves in its run directory; a fresh run into a folder holding one of these
@@ -73,39 +73,24 @@ def _busy(output_dir: Path, owner: str) -> RunDirBusy:
 def run_dir_lock(output_dir: Path):
     """Hold ``<run dir>/.lock`` for the block: a second training into the same directory stops
     at once with one line, instead of overwriting the first one's files. Only rank 0 locks (the
-    other DDP ranks share the directory by design)."""
+    other DDP ranks share the directory by design). The file is removed while still held, so a
+    finished run leaves none behind and no one can take a lock on a file about to vanish."""
     if not is_rank_zero():
         yield
         return
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with open(output_dir / ".lock", "a+") as f:
+    with contextlib.ExitStack() as stack:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            raise _busy(output_dir, f.read().strip()) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()}")
-        f.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            stack.enter_context(file_lock(output_dir / ".lock", wait=False, owner=f"pid {os.getpid()}"))
+        except LockHeld as held:
+            raise _busy(output_dir, held.owner) from None
+        yield
 
 
 def check_not_busy(output_dir: Path) -> None:
     """Raise ``RunDirBusy`` if a training holds the directory's lock now (the lock is not kept)."""
-    try:
-        f = open(output_dir / ".lock")
-    except OSError:
-        return  # no lock file, or none we could read: no training of ours holds it
-    with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _busy(output_dir, f.read().strip()) from None
-        fcntl.flock(f, fcntl.LOCK_UN)
+    owner = lock_holder(output_dir / ".lock")
+    if owner is not None:
+        raise _busy(output_dir, owner)
 
 
 def refuse_finished_run(output_dir: Path, resume: str | None) -> None:

@@ -1,6 +1,11 @@
-"""The W&B run of one job: name/group/tags, start (or fall back to CSV), resume, summary, finish.
-
-Nothing here imports wandb at module level: runs with ``logger=csv`` never load it.
+"""Tracking: every experiment logger and what it gets beyond the per-step metrics (the same
+names in all of them). The W&B run of one job (name/group/tags, start or fall back to CSV,
+resume, best-value summaries, finish); TensorBoard's HParams entry and MLflow's best metrics;
+the run's hyperparameters at the start and its best epoch's metrics at the end, so W&B's sweep
+tables, TensorBoard's HParams view and MLflow's run comparison all line runs up by their best.
+Loggers are configured in ``conf/logger/`` (``csv``, ``wandb``, ``tensorboard``, ``mlflow``, or
+several: ``logger=[csv,tensorboard]`` / ``logger=many``). Nothing here imports wandb at module
+level: runs with ``logger=csv`` never load it.
 """
 
 from __future__ import annotations
@@ -11,16 +16,35 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from spark_lightning.errors import ConfigError
+from spark_lightning.metrics import HEADLINE
+
 log = logging.getLogger(__name__)
-PATH_KEYS = ("hydra.", "data.root", "data.cache_dir", "paths.")  # same for every job: not tags
+
+
+def job_identity(overrides: list[str], exclude_keys: list[str]) -> list[str]:
+    """The overrides that tell a job apart (W&B tags, the report's labels): without the keys
+    ``hydra.job.config.override_dirname.exclude_keys`` names (paths, trial ids: conf/hydra/,
+    the one list, also what keeps them out of folder names) and without Hydra's own settings.
+    The experiment and search chosen still name a job: they stay out of folder names only
+    because the sweep's folder already holds them."""
+    keys = set(exclude_keys) - {"experiment", "hparams_search"}
+    identity = []
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if key not in keys and not key.startswith("hydra."):
+            identity.append(override)
+    return identity
 
 
 def hydra_job() -> tuple[list[str], str | None]:
-    """(this job's overrides, the sweep's name when running under --multirun)."""
+    """(the overrides that tell this job apart, the sweep's name when running under --multirun)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -28,7 +52,7 @@ def hydra_job() -> tuple[list[str], str | None]:
         return [], None
     hc = HydraConfig.get()
     sweep = Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
-    return list(hc.overrides.task), sweep
+    return job_identity(list(hc.overrides.task), list(hc.job.config.override_dirname.exclude_keys)), sweep
 
 
 def configure(cfg: DictConfig) -> None:
@@ -47,7 +71,7 @@ def configure(cfg: DictConfig) -> None:
         if not wandb_cfg.get("group"):
             wandb_cfg.group = sweep
         if not wandb_cfg.get("tags"):
-            wandb_cfg.tags = [o[:64] for o in overrides if not o.startswith(PATH_KEYS)]
+            wandb_cfg.tags = [o[:64] for o in overrides]
         if not wandb_cfg.get("name"):
             wandb_cfg.name = Path(cfg.paths.output_dir).name
 
@@ -77,7 +101,7 @@ def _summarise_best(experiment: Any, monitor: str | None, mode: str, prefixes: l
     not the last one."""
     summary = "max" if mode == "max" else "min"
     for prefix in prefixes:
-        for key in ("spark_score", "spark_body", "spark_panel", "iou", "iou_background", "iou_body", "iou_panel"):
+        for key in HEADLINE:
             experiment.define_metric(f"{prefix}/{key}", summary=summary)
         experiment.define_metric(f"{prefix}/loss", summary="min")
     if monitor:
@@ -153,3 +177,73 @@ def active_run() -> Any:
     import wandb
 
     return wandb.run
+
+
+# -- what each logger gets beyond per-step metrics ---------------------------------------
+
+BEST = (*HEADLINE, "loss")
+
+
+def log_hyperparams(trainer: L.Trainer, cfg: DictConfig) -> None:
+    """The flattened config (``model.arch``, ``optimizer.lr``...) to every logger but
+    TensorBoard, whose HParams entry is written once, with the results, at the end."""
+    flat = flat_config(cfg)
+    for logger in trainer.loggers:
+        if not isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(flat)
+
+
+def best_summary(best: dict[str, float], prefixes: list[str]) -> dict[str, float]:
+    """``best/<set>/<metric>``: the best epoch's headline metrics of every validation set."""
+    return {f"best/{p}/{k}": float(best[f"{p}/{k}"]) for p in prefixes for k in BEST if f"{p}/{k}" in best}
+
+
+def log_best(trainer: L.Trainer, cfg: DictConfig, best: dict[str, float]) -> None:
+    """The best epoch's metrics: TensorBoard's HParams (hyperparameters with the results) and
+    MLflow's run metrics; W&B summaries already show best values (_summarise_best)."""
+    summary = best_summary(best, val_prefixes(cfg))
+    if "epoch" in best:
+        summary["best/epoch"] = float(best["epoch"])
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(flat_config(cfg), metrics=summary)
+            logger.finalize("success")
+        elif isinstance(logger, MLFlowLogger):
+            logger.log_metrics(summary)
+
+
+def _require(module: str, extra: str, logger: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"logger={logger} needs the {module} package, which is not installed: "
+                          f"pip install -e '.[{extra}]' (or choose logger=csv / wandb).")
+
+
+class TensorBoard(TensorBoardLogger):
+    """Lightning's TensorBoard logger, with one clear line when TensorBoard is not installed."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
+            _require("tensorboard", "tensorboard", "tensorboard")
+        super().__init__(*args, **kwargs)
+
+
+class MLflow(MLFlowLogger):
+    """Lightning's MLflow logger on a local sqlite store by default (``outputs/mlflow/``), one
+    clear line when MLflow is not installed."""
+
+    def __init__(self, experiment_name: str | None = None, run_name: str | None = None,
+                 tracking_uri: str | None = None, artifact_location: str | None = None, **kwargs) -> None:
+        from pathlib import Path
+
+        _require("mlflow", "mlflow", "mlflow")
+        home = Path.cwd() / "outputs" / "mlflow"
+        if tracking_uri is None:
+            home.mkdir(parents=True, exist_ok=True)
+            tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
+        super().__init__(experiment_name=experiment_name or "spark_lightning", run_name=run_name,
+                         tracking_uri=tracking_uri, artifact_location=artifact_location or str(home / "artifacts"),
+                         **kwargs)

@@ -14,9 +14,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from spark_lightning import wandb_run
+from spark_lightning import tracking
 from spark_lightning.errors import is_user_error, root_cause
-from spark_lightning.run_dir import RunDirTaken
+from spark_lightning.run.run_dir import RunDirTaken
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def task_wrapper(task: Callable[[DictConfig], dict[str, Any]]) -> Callable[[Dict
                 raise SystemExit(SIGTERM_EXIT) from err
             raise
         finally:
-            wandb_run.finish()
+            tracking.finish()
 
     return wrapped
 
@@ -146,7 +146,8 @@ def quiet_libraries() -> None:
     for pattern in (".*anonymous setting.*", ".*pytree.*deprecated.*",
                     ".*_register_pytree_node.*", ".*isinstance.*LeafSpec.*"):
         warnings.filterwarnings("ignore", message=pattern)
-    drop = _DropMessages("litlogger", "LitLogger")
+    # LitLogger ads; the notice that our rich model summary replaces Lightning's default one.
+    drop = _DropMessages("litlogger", "LitLogger", "Trainer already configured with model summary callbacks")
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
                  "lightning.pytorch.trainer.connectors.checkpoint_connector"):
         logger = logging.getLogger(name)
@@ -157,11 +158,12 @@ def quiet_libraries() -> None:
 
 
 def command(config_name: str, task: Callable[[DictConfig], dict[str, Any]], *,
-            prepare: Callable[[DictConfig], DictConfig] | None = None,
+            rewrite: Callable[[list[str]], list[str]] | None = None,
             positional: str | None = None) -> Callable[[], Any]:
     """The ``main()`` of a ``python -m spark_lightning.<name>`` command, the one pattern all of
-    them share: Hydra composes ``conf/<config_name>.yaml`` with the command line, ``prepare``
-    may adjust the config (the train command picks its recipe), the task runs under
+    them share: ``rewrite`` may add overrides to the command line (the train command's recipe
+    rule, spark_lightning/run/recipe.py), Hydra composes ``conf/<config_name>.yaml`` with it once
+    (what ``--cfg job`` shows is what runs), the task runs under
     ``run_cli`` (one-line errors), and its ``value`` (the train command's best metric) goes
     back to Hydra's sweepers. ``positional`` names the key a first bare argument sets
     (``report SWEEP_DIR`` = ``report sweep_dir=SWEEP_DIR``)."""
@@ -171,19 +173,20 @@ def command(config_name: str, task: Callable[[DictConfig], dict[str, Any]], *,
 
     @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
     def _main(cfg: DictConfig) -> Any:
-        cfg = prepare(cfg) if prepare else cfg
         return run_cli(task, cfg).get("value")
 
     def main() -> Any:
         args = sys.argv[1:]
         if positional and args and "=" not in args[0] and not args[0].startswith("-"):
             sys.argv[1:] = [f"{positional}={args[0]}", *args[1:]]
-        from spark_lightning.arguments import unreadable_argument
+        from spark_lightning.run.arguments import unreadable_argument
 
         problem = unreadable_argument(sys.argv[1:])
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             sys.exit(2)
+        if rewrite:
+            sys.argv[1:] = rewrite(sys.argv[1:])
         return _main()
 
     return main

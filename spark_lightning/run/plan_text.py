@@ -1,110 +1,14 @@
-"""Resolve once, then build.
-
-Everything a training run decides from the machine and from earlier state is settled here,
-in one place, before anything is built: values are checked (one line naming the key, the
-value and what is allowed), the precision that will really run (16-mixed falls back to
-32-true without CUDA), ``channels_last`` and ``encoder_weights`` "auto", the checkpoint to
-resume from and the W&B run to continue, the W&B name/group/tags, and the VRAM budget's
-micro-batch x accumulation. The result, the plan, is read-only: it is written as
-``config.yaml`` and printed as one block, and the builders only read it.
-
-Under DDP, ranks other than 0 do not resolve again: they read rank 0's ``config.yaml``, so
-every rank builds the same run.
-"""
+"""The plan as text: the block every command prints before any work (what it trains or
+predicts and how), one aligned line per item."""
 
 from __future__ import annotations
 
-import copy
-import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
-
-from spark_lightning.checks import TRAIN_RULES, check_model, check_values
-from spark_lightning.errors import ConfigError
-from spark_lightning.run_dir import is_rank_zero
-
-log = logging.getLogger(__name__)
-
-
-def _device(cfg: DictConfig) -> str:
-    accelerator = str(cfg.trainer.get("accelerator", "auto"))
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"trainer.accelerator={accelerator} but this machine has no CUDA GPU: use "
-                              "trainer.accelerator=auto (or cpu).")
-        return "cuda"
-    return "cpu"
-
-
-def resolve_precision(precision: Any, device: str) -> Any:
-    """Mixed fp16 needs CUDA; on a CPU-only run fall back to 32-true and say so."""
-    if device == "cpu" and precision is not None and str(precision).startswith("16"):
-        log.info("trainer.precision=%s needs a CUDA GPU; this run is on CPU, using 32-true", precision)
-        return "32-true"
-    return precision
-
-
-def resolve_train(cfg: DictConfig) -> DictConfig:
-    """The plan of a training run (see the module docstring); writes ``config.yaml``."""
-    output_dir = Path(cfg.paths.output_dir)
-    if not is_rank_zero() and (output_dir / "config.yaml").is_file():
-        plan = OmegaConf.load(output_dir / "config.yaml")
-        OmegaConf.set_readonly(plan, True)
-        return plan
-    check_values(cfg, TRAIN_RULES)
-    check_model(cfg)
-    plan = copy.deepcopy(cfg)  # the caller's config stays as it was
-    with open_dict(plan):
-        device = _device(plan)
-        notes = _resolve_model(plan, device)
-        notes["precision"] = str(plan.trainer.get("precision"))
-        plan.trainer.precision = resolve_precision(plan.trainer.get("precision"), device)
-        from spark_lightning.builders import resume_checkpoint
-        from spark_lightning import wandb_run
-
-        plan.ckpt_path = resume_checkpoint(plan)
-        wandb_run.configure(plan)
-        budget = _apply_budget(plan)
-    OmegaConf.resolve(plan)
-    OmegaConf.set_readonly(plan, True)
-    from spark_lightning.atomic import write_text_atomic
-
-    write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(plan))
-    log.info("%s", describe(plan, device, notes, budget))
-    return plan
-
-
-def _resolve_model(plan: DictConfig, device: str) -> dict[str, str]:
-    from spark_lightning.models.factory import resolve_weights
-
-    from spark_lightning.recipe import apply_fallback_model
-
-    apply_fallback_model(plan)
-    model = plan.model
-    if model.get("channels_last") == "auto":
-        model.channels_last = device == "cuda"
-    notes = {}
-    if model.get("weights_path"):
-        notes["weights"] = f"encoder weights from {model.weights_path}"
-    elif "encoder_weights" in model:
-        model.encoder_weights, notes["weights"] = resolve_weights(model.arch, model.get("encoder"), model.encoder_weights)
-    else:
-        notes["weights"] = "random init"
-    return notes
-
-
-def _apply_budget(plan: DictConfig) -> dict | None:
-    from spark_lightning.budget import apply_budget
-    from spark_lightning.builders import build_module
-
-    return apply_budget(plan, build_module)
-
-
-# -- the printed plan ------------------------------------------------------------------------
+from omegaconf import DictConfig
 
 def _short(target: Any) -> str:
     return str(target or "").rsplit(".", 1)[-1]
@@ -195,6 +99,7 @@ def describe(plan: DictConfig, device: str, notes: dict[str, str], budget: dict 
         ("model", f"{plan.model.get('arch')} / {plan.model.get('encoder')}, {notes.get('weights', 'random init')}"
                   + (f" (recipe.fallback_model={plan.recipe.fallback_used}: no ImageNet weights for the recipe's "
                      "own network here)" if (plan.get("recipe") or {}).get("fallback_used") else "")),
+        ("cost", notes.get("cost", "not counted")),
         ("loss", _loss(plan.loss)),
         ("optimizer", f"{_short(optimizer._target_)} lr {optimizer.lr:g}"
                       + (f", weight decay {optimizer.weight_decay:g}" if optimizer.get("weight_decay") else "")
@@ -207,6 +112,7 @@ def describe(plan: DictConfig, device: str, notes: dict[str, str], budget: dict 
         ("best by", f"{plan.get('optimized_metric')} ({plan.get('optimized_mode', 'max')})"),
         ("run dir", str(Path(plan.paths.output_dir).resolve())),
         ("loggers", _loggers(plan)),
+        ("settled", "; ".join(f"{k} {v}" for k, v in (plan.get("settled") or {}).items()) or "nothing: as composed"),
     ]
     return format_plan(rows)
 
