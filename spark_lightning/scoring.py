@@ -12,14 +12,16 @@ import numpy as np
 import torch
 from rich.progress import track
 
+from spark_lightning.data.boxes import box_iou, mask_box, predicted_box
 from spark_lightning.data.formats import SegmentationFormat, Sample
 from spark_lightning.errors import SparkDataError
 from spark_lightning.metrics import (BREAKDOWN, HEADLINE, breakdown, object_share, per_image_iou, segmentation_metrics,
                                      size_bin)
+from spark_lightning.spark2026 import detection_score
 from spark_lightning.outputs import NPZ_SUFFIX, load_mask_npz, overlay, save_figure, save_png
 
 log = logging.getLogger(__name__)
-TABLE_KEYS = HEADLINE
+TABLE_KEYS = (*HEADLINE, "detection_box")
 
 
 def folder_pairs(folder: Path, samples: list[Sample], split: str, allow_missing: bool,
@@ -47,8 +49,8 @@ def folder_pairs(folder: Path, samples: list[Sample], split: str, allow_missing:
 class Evaluation:
     """Accumulates metrics, per-image IoUs and the ``keep_worst`` lowest-scoring images."""
 
-    def __init__(self, fmt: SegmentationFormat, keep_worst: int) -> None:
-        self.fmt, self.keep_worst = fmt, keep_worst
+    def __init__(self, fmt: SegmentationFormat, keep_worst: int, box_mode: str = "union") -> None:
+        self.fmt, self.keep_worst, self.box_mode = fmt, keep_worst, box_mode
         self.metrics = segmentation_metrics(fmt.classes)
         self.per_image: list[dict] = []
         self._worst: list = []  # heap of (-score, index, sample, pred)
@@ -62,15 +64,19 @@ class Evaluation:
         self.metrics.update(p, t)
         ious = {k: v.item() for k, v in per_image_iou(p, t).items()}
         share = float(object_share(t)[0])
+        # SPARK 2026's detection, the box taken from the predicted mask (class not scored: no classifier).
+        true_box, box = sample.box or mask_box(truth), predicted_box(pred, self.box_mode)
+        box_iou_ = box_iou(box, true_box) if box is not None and true_box is not None else 0.0
         self.per_image.append({"name": sample.name, "spacecraft": sample.group, "object_share": round(share, 5),
-                               "size_bin": size_bin(share), **ious})
+                               "size_bin": size_bin(share), **ious, "box_iou": round(box_iou_, 5)})
         scored = [ious["iou_body"]] + ([ious["iou_panel"]] if ious["panel_scored"] else [])
         heapq.heappush(self._worst, (-sum(scored) / len(scored), len(self.per_image), sample, pred))
         if len(self._worst) > self.keep_worst:
             heapq.heappop(self._worst)  # drop the best of the kept ones
 
     def summary(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.metrics.compute().items()}
+        detection = detection_score([r["box_iou"] for r in self.per_image])
+        return {**{k: float(v) for k, v in self.metrics.compute().items()}, "detection_box": detection}
 
     def breakdown(self, key: str) -> dict[str, dict[str, float]]:
         """SPARK score and mean IoUs per value of ``key`` ("spacecraft" or "size_bin")."""
@@ -94,8 +100,8 @@ class Evaluation:
 
 
 def evaluate_pairs(pairs: Iterable[tuple[Sample, np.ndarray | None]], fmt: SegmentationFormat, total: int,
-                   keep_worst: int) -> Evaluation:
-    evaluation = Evaluation(fmt, keep_worst)
+                   keep_worst: int, box_mode: str = "union") -> Evaluation:
+    evaluation = Evaluation(fmt, keep_worst, box_mode)
     for sample, pred in track(pairs, total=total, description="evaluate"):
         evaluation.add(sample, pred)
     return evaluation

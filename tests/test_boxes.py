@@ -8,7 +8,7 @@ import csv
 import numpy as np
 import pytest
 
-from spark_lightning.data.boxes import CSV_COLUMNS, format_box, mask_box, parse_box
+from spark_lightning.data.boxes import CSV_COLUMNS, format_box, mask_box, parse_box, predicted_box
 from spark_lightning.data.spark import SparkFormat
 from spark_lightning.data.synth import generate
 from spark_lightning.errors import SparkDataError
@@ -23,6 +23,18 @@ def test_mask_box_is_the_inclusive_corners_of_craft_pixels():
     assert mask_box(labels) == (10, 3, 25, 9)
     assert format_box((10, 3, 25, 9)) == "(10, 3, 25, 9)" and parse_box("(10, 3, 25, 9)", "x") == (10, 3, 25, 9)
     assert parse_box("[10.0, 3, 25, 9.4]", "x") == (10, 3, 25, 9) and parse_box(" ", "x") is None
+
+
+def test_the_box_of_a_predicted_mask_union_or_largest_region():
+    labels = np.zeros((40, 40), np.uint8)
+    labels[10:20, 10:25] = 1  # body
+    labels[12:18, 25:35] = 2  # a panel touching it: one region
+    labels[36:38, 2:4] = 1  # a stray blob
+    assert predicted_box(labels, "union") == (2, 10, 34, 37)
+    assert predicted_box(labels, "largest") == (10, 10, 34, 19)
+    assert predicted_box(np.zeros((5, 5), np.uint8), "largest") is None
+    with pytest.raises(ValueError, match="box mode 'biggest'"):
+        predicted_box(labels, "biggest")
 
 
 @pytest.mark.parametrize("text", ["(1, 2, 3)", "a, b, c, d", "(5, 2, 3, 4)"])

@@ -26,6 +26,25 @@ def mask_box(labels: np.ndarray) -> Box | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])
 
 
+def predicted_box(labels: np.ndarray, mode: str = "union") -> Box | None:
+    """The box a segmentation implies (SPARK 2026 entries derived their box from their mask):
+    ``union`` around every craft pixel, ``largest`` around the largest connected craft region
+    (a stray blob elsewhere then does not stretch the box)."""
+    if mode == "union":
+        return mask_box(labels)
+    if mode != "largest":
+        raise ValueError(f"box mode {mode!r}: use union or largest")
+    import cv2
+
+    craft = ((labels > 0) & (labels < 255)).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(craft, connectivity=8)
+    if count < 2:
+        return None
+    i = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h = (int(stats[i, k]) for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
+    return x, y, x + w - 1, y + h - 1
+
+
 def format_box(box: Box | None) -> str:
     return "" if box is None else "({}, {}, {}, {})".format(*box)
 
@@ -43,6 +62,16 @@ def parse_box(text: str, where: str) -> Box | None:
     if xmax < xmin or ymax < ymin:
         raise SparkDataError(f"{where}: bounding box {text!r} has xmax < xmin or ymax < ymin.")
     return xmin, ymin, xmax, ymax
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """IoU of two boxes of inclusive pixel corners."""
+    w = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    h = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    inter = max(0, w) * max(0, h)
+    area_a = (a[2] - a[0] + 1) * (a[3] - a[1] + 1)
+    area_b = (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
+    return inter / (area_a + area_b - inter)
 
 
 def check_box(box: Box, labels: np.ndarray, listed_in: str, mask: Path | None) -> None:

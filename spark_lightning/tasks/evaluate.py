@@ -46,7 +46,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         samples = fmt.samples(cfg.split)
         folder = Path(cfg.predictions).expanduser()
         pairs = folder_pairs(folder, samples, cfg.split, cfg.allow_missing, len(fmt.classes))
-    evaluation = evaluate_pairs(pairs, fmt, len(samples), cfg.worst)
+    evaluation = evaluate_pairs(pairs, fmt, len(samples), cfg.worst, cfg.box_from_mask)
     summary = evaluation.summary()
     breakdowns = {"spacecraft": evaluation.breakdown("spacecraft"), "object size": evaluation.breakdown("size_bin")}
     out = Path(cfg.paths.output_dir)
