@@ -12,12 +12,12 @@ import numpy as np
 import torch
 from rich.progress import track
 
-from spark_lightning.data.boxes import box_iou, mask_box, predicted_box
+from spark_lightning.data.boxes import mask_box, predicted_box
 from spark_lightning.data.formats import SegmentationFormat, Sample
 from spark_lightning.errors import SparkDataError
 from spark_lightning.metrics import (BREAKDOWN, HEADLINE, breakdown, object_share, per_image_iou, segmentation_metrics,
                                      size_bin)
-from spark_lightning.spark2026 import detection_score
+from spark_lightning.spark2026 import detection_ious, detection_score
 from spark_lightning.outputs import NPZ_SUFFIX, load_mask_npz, overlay, save_figure, save_png
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,9 @@ class Evaluation:
         ious = {k: v.item() for k, v in per_image_iou(p, t).items()}
         share = float(object_share(t)[0])
         # SPARK 2026's detection, the box taken from the predicted mask (class not scored: no classifier).
-        true_box, box = sample.box or mask_box(truth), predicted_box(pred, self.box_mode)
-        box_iou_ = box_iou(box, true_box) if box is not None and true_box is not None else 0.0
+        [box_iou] = detection_ious([predicted_box(pred, self.box_mode)], [sample.box or mask_box(truth)])
         self.per_image.append({"name": sample.name, "spacecraft": sample.group, "object_share": round(share, 5),
-                               "size_bin": size_bin(share), **ious, "box_iou": round(box_iou_, 5)})
+                               "size_bin": size_bin(share), **ious, "box_iou": round(box_iou, 5)})
         scored = [ious["iou_body"]] + ([ious["iou_panel"]] if ious["panel_scored"] else [])
         heapq.heappush(self._worst, (-sum(scored) / len(scored), len(self.per_image), sample, pred))
         if len(self._worst) > self.keep_worst:

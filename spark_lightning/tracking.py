@@ -145,20 +145,17 @@ def val_prefixes(cfg: DictConfig) -> list[str]:
     return ["val", *(f"val_{n}" for n in named_val_roots((cfg.get("data") or {}).get("extra_val_roots")))]
 
 
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested plain dict as ``{"model.arch": "unet", ...}`` (lists and scalars are leaves)."""
+    if not isinstance(node, dict):
+        return {prefix[:-1]: node}
+    return {k: v for key, value in node.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
+
+
 def flat_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as ``{"model.arch": "unet", ...}``: what W&B's sweep tables and
-    parallel-coordinates plots compare across runs."""
-    out: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-        else:
-            out[prefix[:-1]] = node
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return out
+    """The resolved config flattened: what W&B's sweep tables and parallel-coordinates plots
+    compare across runs."""
+    return flatten(OmegaConf.to_container(cfg, resolve=True))
 
 
 def finish() -> None:

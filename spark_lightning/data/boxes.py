@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spark_lightning import IGNORE_INDEX
 from spark_lightning.errors import SparkDataError
 
 Box = tuple[int, int, int, int]
@@ -19,7 +20,7 @@ AGREE_PX = 2, 0.02  # a CSV box's corners lie within max(2 px, 2 % of the frame)
 
 def mask_box(labels: np.ndarray) -> Box | None:
     """The box around every non-background pixel of a class-id mask, or None without any."""
-    craft = (labels > 0) & (labels < 255)
+    craft = (labels > 0) & (labels != IGNORE_INDEX)
     if not craft.any():
         return None
     rows, cols = np.flatnonzero(craft.any(1)), np.flatnonzero(craft.any(0))
@@ -36,7 +37,7 @@ def predicted_box(labels: np.ndarray, mode: str = "union") -> Box | None:
         raise ValueError(f"box mode {mode!r}: use union or largest")
     import cv2
 
-    craft = ((labels > 0) & (labels < 255)).astype(np.uint8)
+    craft = ((labels > 0) & (labels != IGNORE_INDEX)).astype(np.uint8)
     count, _, stats, _ = cv2.connectedComponentsWithStats(craft, connectivity=8)
     if count < 2:
         return None

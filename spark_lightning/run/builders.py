@@ -18,7 +18,7 @@ from spark_lightning.data.formats import IGNORE
 from spark_lightning.checkpoints import check_same_model, read_checkpoint
 from spark_lightning.errors import ConfigError, plain_errors
 from spark_lightning.module import SegmentationModule
-from spark_lightning.run.run_dir import effective_resume, refuse_finished_run, slurm_requeued
+from spark_lightning.run.run_dir import effective_resume, slurm_requeued, start_point
 from spark_lightning.tracking import build_loggers, continue_run
 
 log = logging.getLogger(__name__)
@@ -91,19 +91,14 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     resume = effective_resume(cfg)
     if resume not in (None, "auto"):
         raise ConfigError(f"resume={cfg.resume!r}: use resume=auto, or ckpt_path=PATH for a given checkpoint.")
-    ckpt = cfg.get("ckpt_path")
     output_dir = Path(cfg.paths.output_dir)
-    if ckpt is None and resume == "auto":
-        last = output_dir / "checkpoints" / "last.ckpt"
-        if last.is_file():
-            ckpt = str(last)
-        else:
-            log.info("resume=auto: no %s yet, starting from scratch", last)
+    ckpt = start_point(output_dir, cfg)
+    if cfg.get("ckpt_path") is None and resume == "auto":
+        if ckpt is None:
+            log.info("resume=auto: no %s yet, starting from scratch", output_dir / "checkpoints" / "last.ckpt")
         if resume != cfg.get("resume"):
             log.info("SLURM requeued this job (SLURM_RESTART_COUNT=%d): continuing its run directory as with "
                      "resume=auto", slurm_requeued())
-    if ckpt is None and not cfg.get("overwrite"):
-        refuse_finished_run(output_dir, resume)
     if ckpt is not None:
         path = Path(ckpt).expanduser()
         check_same_model(read_checkpoint(path), container(cfg.model), path)

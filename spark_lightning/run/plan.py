@@ -131,16 +131,12 @@ def _apply_budget(plan: DictConfig) -> dict | None:
     return apply_budget(plan, build_module)
 
 
-def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict) and node:
-        return {k: v for key, value in node.items() for k, v in _leaves(value, f"{prefix}{key}.").items()}
-    return {prefix[:-1]: node}
-
-
 def settled(composed: dict, plan: dict) -> dict[str, str]:
     """Every value the plan settled differently from the composed config (what ``--cfg job`` and
     ``.hydra/config.yaml`` show), as ``key: "composed -> planned"``: the config.yaml of a run is
     the composition plus exactly these."""
-    before, after = _leaves(composed), _leaves(plan)
+    from spark_lightning.tracking import flatten
+
+    before, after = flatten(composed), flatten(plan)
     return {key: f"{before.get(key, '(unset)')} -> {after.get(key, '(unset)')}"
             for key in sorted(set(before) | set(after)) if before.get(key, KeyError) != after.get(key, KeyError)}

@@ -105,13 +105,18 @@ def refuse_finished_run(output_dir: Path, resume: str | None) -> None:
                          "another hydra.run.dir for a new run, or set overwrite=true to replace it.")
 
 
-def check_fresh_start(output_dir: Path, cfg: DictConfig) -> None:
-    """The training ``cfg`` would start afresh in ``output_dir``: refuse if a finished run is there."""
+def start_point(output_dir: Path, cfg: DictConfig) -> str | None:
+    """The checkpoint the training ``cfg`` continues in ``output_dir`` (``ckpt_path``, or
+    ``last.ckpt`` under resume=auto or a SLURM requeue), or None for a fresh start, which is
+    refused over a finished run unless ``overwrite=true``."""
     resume = effective_resume(cfg)
-    continues = cfg.get("ckpt_path") is not None or (
-        resume == "auto" and (output_dir / "checkpoints" / "last.ckpt").is_file())
-    if not continues and not cfg.get("overwrite"):
+    ckpt = cfg.get("ckpt_path")
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if ckpt is None and resume == "auto" and last.is_file():
+        ckpt = str(last)
+    if ckpt is None and not cfg.get("overwrite"):
         refuse_finished_run(output_dir, resume)
+    return ckpt
 
 
 def check_writable(folder: Path, option: str) -> None:
@@ -145,7 +150,7 @@ class RunDirGuard(Callback):
         folder = Path(str(OmegaConf.select(config, "hydra.run.dir")))
         if config.get("task_name") == "train" and folder.is_dir():
             check_not_busy(folder)
-            check_fresh_start(folder, config)
+            start_point(folder, config)
         check_writable(folder, "hydra.run.dir")
 
     @staticmethod
