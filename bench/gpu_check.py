@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, compose_cfg, device_name, markdown_table  # noqa: E402
 
 from spark_lightning.atomic import write_json_atomic, write_text_atomic  # noqa: E402
-from spark_lightning.budget import GiB, apply_budget  # noqa: E402
+from spark_lightning.training.vram import GiB, apply_budget  # noqa: E402
 from spark_lightning.run.builders import build_module  # noqa: E402
-from spark_lightning.losses import float32_loss  # noqa: E402
+from spark_lightning.training.losses import float32_loss  # noqa: E402
 
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 TRANSFORMERS = ("segformer", "upernet")  # channels_last does not apply

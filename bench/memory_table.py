@@ -21,8 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, compose_cfg, publish  # noqa: E402
 
-from spark_lightning.budget import GiB, cuda_train_probe, largest_fitting_batch, split_batch  # noqa: E402
-from spark_lightning.losses import float32_loss  # noqa: E402
+from spark_lightning.training.vram import GiB, cuda_train_probe, largest_fitting_batch, split_batch  # noqa: E402
+from spark_lightning.training.losses import float32_loss  # noqa: E402
 from spark_lightning.run.builders import build_module  # noqa: E402
 
 

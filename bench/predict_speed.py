@@ -6,7 +6,7 @@ each against a raw ``model(x)`` loop doing the same network work on the same ima
 
 The raw loop reads the same files with the same reader, runs the same forward passes
 (1 or 3 with TTA, 1 per window in slide mode) and an argmax; the framework side is
-``spark_lightning.inference.iter_predictions`` (softmax averaging, Hann blending, upsampling
+``spark_lightning.inference.probabilities.iter_predictions`` (softmax averaging, Hann blending, upsampling
 of probabilities to full resolution). Appends to bench/RESULTS.md.
 """
 
@@ -28,7 +28,7 @@ from spark_lightning.run.builders import build_module  # noqa: E402
 from spark_lightning.data.formats import image_size, read_rgb  # noqa: E402
 from spark_lightning.data.spark import SparkFormat  # noqa: E402
 from spark_lightning.data.synth import generate  # noqa: E402
-from spark_lightning.inference import PredictOptions, Predictor, _starts, iter_predictions  # noqa: E402
+from spark_lightning.inference.probabilities import PredictOptions, Predictor, _starts, iter_predictions  # noqa: E402
 
 
 def raw_rate(net, paths, cfg: PredictOptions, device: str) -> float:

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, publish  # noqa: E402
 
 KEYS = ("spark_score", "iou", "iou_background", "iou_body", "iou_panel")
+MULTITASK = ("cls_accuracy", "detection", "accuracy", "final")  # SPARK 2026, with head=classify
 
 
 def _run(module: str, args: list[str], log: Path) -> float:
@@ -53,7 +54,7 @@ def one_run(real: Path, out: Path, seed: int, overrides: list[str]) -> dict:
     real_eval = json.loads((out / "eval_real" / "eval.json").read_text())
     row = {"run": out.name, "seed": seed, "best_epoch": best["epoch"], "epochs": len(metrics["history"])}
     row.update({f"synth {k}": round(best[f"val/{k}"], 3) for k in ("spark_score", "iou")})
-    row.update({f"real {k}": round(real_eval[k], 3) for k in KEYS})
+    row.update({f"real {k}": round(real_eval[k], 3) for k in (*KEYS, *MULTITASK) if k in real_eval})
     row["wall_min"] = round(wall / 60, 1)
     return row
 

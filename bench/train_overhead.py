@@ -26,7 +26,7 @@ from omegaconf import open_dict
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, compose_cfg, publish  # noqa: E402
 
-from spark_lightning.losses import float32_loss  # noqa: E402
+from spark_lightning.training.losses import float32_loss  # noqa: E402
 from spark_lightning.run.builders import build_module, build_trainer  # noqa: E402
 
 

@@ -14,11 +14,8 @@ never an arbitrary callable such as ``builtins.open``.
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ import torch
 from torch import nn
 
 from spark_lightning.errors import CheckpointError
+from spark_lightning.targets import check_targets, renamed
 
 log = logging.getLogger(__name__)
 
@@ -57,80 +55,6 @@ def other_checkpoints(folder: Path, exclude: Path | None = None) -> list[Path]:
     return sorted(found, key=lambda p: -p.stat().st_mtime)
 
 
-# -- what a checkpoint may ask us to build -----------------------------------------------------
-
-# Packages whose classes a checkpoint may name (networks, losses, optimizers, augmentations);
-# SPARK_LIGHTNING_TRUSTED_MODULES=mod1,mod2 adds your own (e.g. the module of a data format).
-TRUSTED_PACKAGES = ("spark_lightning", "segmentation_models_pytorch", "timm", "torch", "torchvision", "albumentations")
-# Functions (not classes) a config may target: our model factory and schedules.
-TRUSTED_FUNCTIONS = {"spark_lightning.models.build_model", "spark_lightning.models.factory.build_model",
-                     "spark_lightning.optim.poly", "spark_lightning.optim.cosine", "spark_lightning.optim.onecycle"}
-
-
-def _targets(node: Any, key: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted key, value) of every ``_target_`` inside nested dicts and lists."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            where = f"{key}.{k}" if key else str(k)
-            if k == "_target_":
-                yield where, v
-            else:
-                yield from _targets(v, where)
-    elif isinstance(node, (list, tuple)):
-        for i, v in enumerate(node):
-            yield from _targets(v, f"{key}[{i}]")
-
-
-def _trusted_modules() -> tuple[str, ...]:
-    extra = os.environ.get("SPARK_LIGHTNING_TRUSTED_MODULES", "")
-    return TRUSTED_PACKAGES + tuple(m.strip() for m in extra.split(",") if m.strip())
-
-
-def _allowed_object(obj: Any) -> bool:
-    """A class we build from configs: a network or loss, an optimizer, an augmentation, a data
-    format; or one of our factory functions."""
-    import albumentations as A
-
-    from spark_lightning.data.formats import SegmentationFormat
-
-    if isinstance(obj, type):
-        return issubclass(obj, (nn.Module, torch.optim.Optimizer, A.BasicTransform, A.BaseCompose, SegmentationFormat))
-    return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}" in TRUSTED_FUNCTIONS
-
-
-def check_target(value: Any, source: str, key: str) -> None:
-    """Refuse a ``_target_`` read from a file unless it names something we build (see
-    ``_allowed_object``) in a trusted module; the module is only imported once its name passed
-    (or when this process already imported it, e.g. your own data format)."""
-    import sys
-
-    name = str(value)
-    module, _, attr = name.rpartition(".")
-    top = module.split(".", 1)[0]
-    trusted = top in _trusted_modules() or module in _trusted_modules() or module in sys.modules
-    refuse = CheckpointError(
-        f"{source} names {key}={name!r}, which is not a network, loss, optimizer, schedule, augmentation or "
-        "data format of spark_lightning or its libraries: it is refused, not built (a checkpoint must never run "
-        "code). If the class is your own (a data format of yours), add its module to "
-        "SPARK_LIGHTNING_TRUSTED_MODULES; otherwise do not use this checkpoint.")
-    if not module or not attr or not trusted:
-        raise refuse
-    try:
-        obj = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as err:
-        raise CheckpointError(f"{source} names {key}={name!r}, which does not exist here ({type(err).__name__}): "
-                              "install the package that defines it, or use another checkpoint.") from err
-    if not _allowed_object(obj):
-        raise refuse
-
-
-def check_targets(data: dict, source: str) -> None:
-    """Every ``_target_`` in a checkpoint's hyperparameters, checked before anything is built."""
-    for part in ("hyper_parameters", "datamodule_hyper_parameters"):
-        for key, value in _targets(data.get(part) or {}, part):
-            check_target(value, source, key)
-
-
 def read_checkpoint(path: str | Path) -> dict:
     """The checkpoint dict, opened as data only; one clear line for a missing, empty, damaged,
     foreign or unsafe file."""
@@ -155,6 +79,8 @@ def read_checkpoint(path: str | Path) -> dict:
         raise _damaged(path, err) from err
     if not isinstance(data, dict) or "state_dict" not in data or "hyper_parameters" not in data:
         raise CheckpointError(f"{path} is not a spark_lightning checkpoint (no state_dict/hyper_parameters).")
+    for part in ("hyper_parameters", "datamodule_hyper_parameters"):
+        renamed(data.get(part))
     check_targets(data, f"checkpoint {path}")
     bad = [k for k, v in data["state_dict"].items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
@@ -201,7 +127,7 @@ def load_network(ckpt: str | Path, device: str = "cpu") -> tuple[nn.Module, dict
     The weights come from the checkpoint, so pretrained-encoder downloads are switched off: a
     model trained with ``encoder_weights=imagenet`` predicts on a machine without the hub.
     """
-    from spark_lightning.module import SegmentationModule
+    from spark_lightning.training.module import SegmentationModule
 
     path = Path(ckpt).expanduser()
     data = read_checkpoint(path)
@@ -218,6 +144,7 @@ def load_network(ckpt: str | Path, device: str = "cpu") -> tuple[nn.Module, dict
     size, crop = training_scale(data)
     dm = data.get("datamodule_hyper_parameters") or {}
     info = {"model": hparams["model"], "classes": tuple(module.hparams.classes), "size": size, "crop": crop,
+            "crafts": tuple(module.hparams.get("crafts") or ()), "box": (module.hparams.get("head") or {}).get("box"),
             "predict_size": dm.get("predict_size"), "dataset": dm.get("dataset")}
     return module.net.to(device).eval(), info
 

@@ -23,7 +23,7 @@ from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from spark_lightning.errors import ConfigError
-from spark_lightning.metrics import HEADLINE
+from spark_lightning.scores.metrics import HEADLINE
 
 log = logging.getLogger(__name__)
 

@@ -76,6 +76,16 @@ def trained_ckpt(tiny_root, tmp_path_factory) -> Path:
     return tmp / "run" / "checkpoints" / "last.ckpt"
 
 
+@pytest.fixture(scope="session")
+def multitask_run(tiny_root, tmp_path_factory) -> Path:
+    """A tiny multi-task model (head=classify) trained for a few steps: its run directory."""
+    from spark_lightning.tasks import run_train
+
+    tmp = tmp_path_factory.mktemp("multitask")
+    run_train(tiny_train_config(tiny_root, tmp, ["head=classify", "trainer.max_epochs=2", "cost.size=256"]))
+    return tmp / "run"
+
+
 def compose_task(name: str, overrides: list[str], output_dir: Path) -> DictConfig:
     """A predict/evaluate/export config composed in-process, writing into output_dir."""
     cfg = compose_train(overrides, config_name=name)

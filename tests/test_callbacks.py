@@ -198,7 +198,7 @@ def test_a_run_slowed_down_midway_ends_its_schedule_and_says_what_happened(cfg_t
     with open_dict(cfg_tiny):
         cfg_tiny.trainer.max_time = 60
         cfg_tiny.trainer.max_epochs = 1000
-        cfg_tiny.scheduler = {"_target_": "spark_lightning.optim.onecycle", "_partial_": True}
+        cfg_tiny.scheduler = {"_target_": "spark_lightning.training.optim.onecycle", "_partial_": True}
         cfg_tiny.optimizer.lr = 1e-2
     from spark_lightning.run.plan import resolve_train
 

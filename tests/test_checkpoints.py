@@ -131,6 +131,30 @@ def test_a_checkpoint_of_the_previous_format_still_loads(trained_ckpt, tmp_path)
         assert net(torch.zeros(1, 3, 48, 48, dtype=torch.uint8)).shape == (1, 3, 48, 48)
 
 
+def test_a_checkpoint_naming_modules_that_moved_still_loads_and_trains_on(trained_ckpt, tiny_root, tmp_path):
+    """Before 0.3 losses and schedules lived in spark_lightning.losses / .optim: their
+    ``_target_``s are read as the new names, and init_from trains from such a checkpoint."""
+    data = torch.load(trained_ckpt, weights_only=True)
+    text = repr(data["hyper_parameters"])
+    assert "spark_lightning.training.losses." in text and "spark_lightning.training.optim." in text
+
+    def old_names(node):
+        if isinstance(node, dict):
+            return {k: v.replace("spark_lightning.training.", "spark_lightning.") if k == "_target_" else old_names(v)
+                    for k, v in node.items()}
+        return node
+
+    data["hyper_parameters"] = old_names(dict(data["hyper_parameters"]))
+    assert "spark_lightning.losses." in repr(data["hyper_parameters"])
+    old = tmp_path / "old.ckpt"
+    torch.save(data, old)
+    assert "spark_lightning.training.optim." in repr(read_checkpoint(old)["hyper_parameters"])
+    net, info = load_network(old)
+    assert info["size"] == 48
+    run_train(tiny_train_config(tiny_root, tmp_path, [f"init_from={old}"]))
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
 def test_torch_security_warnings_are_not_silenced():
     from spark_lightning.run.runtime import quiet_libraries
 

@@ -125,14 +125,14 @@ def test_loss_option(option):
     perfect = 40 * torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() - 20  # softmax- and sigmoid-perfect
     assert loss(perfect, target) < 0.05 < value
     with torch.autocast("cpu", dtype=torch.bfloat16):  # our float32 path survives autocast
-        from spark_lightning.losses import float32_loss
+        from spark_lightning.training.losses import float32_loss
 
         assert float32_loss(loss, logits.bfloat16(), target).dtype == torch.float32
 
 
 @pytest.mark.parametrize("option", options("optimizer"))
 def test_optimizer_option(option):
-    from spark_lightning.optim import build_optimizer
+    from spark_lightning.training.optim import build_optimizer
 
     cfg = compose_train([f"optimizer={option}", "optimizer.encoder_lr_mult=1.0"]).optimizer  # a net without encoder
     opt = build_optimizer(OmegaConf.to_container(cfg), torch.nn.Linear(2, 2))
@@ -229,7 +229,7 @@ def test_the_default_is_the_study_winner_predicting_at_288_px():
 def test_seed_baseline_is_the_blog_setup():
     cfg = compose_train(["experiment=seed_baseline"])
     assert cfg.model.arch == "tv_deeplabv3_mnv3"
-    assert cfg.loss._target_ == "spark_lightning.losses.CrossEntropy"
+    assert cfg.loss._target_ == "spark_lightning.training.losses.CrossEntropy"
     assert cfg.optimizer._target_ == "torch.optim.SGD"
     module = build_module(cfg)
     assert type(module.net.model).__name__ == "DeepLabV3"

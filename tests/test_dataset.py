@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from spark_lightning import CONF_DIR
 from spark_lightning.data.dataset import pad_collate
 from spark_lightning.data.formats import IGNORE
-from spark_lightning.metrics import GroupedSparkScore, segmentation_metrics
+from spark_lightning.scores.metrics import GroupedSparkScore, segmentation_metrics
 
 from .conftest import compose_train
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from spark_lightning.metrics import SparkScore, segmentation_metrics, spark_score
+from spark_lightning.scores.metrics import SparkScore, segmentation_metrics, spark_score
 
 THRESHOLDS = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
 
@@ -111,7 +111,7 @@ def test_shape_mismatch_is_clear():
 def test_breakdown_names_are_portable_metric_names():
     """Breakdown keys become metric names (val/by_size/<bin>/...): every logger must keep them
     as they are (MLflow allows letters, digits, _ - . / and spaces; it renamed '>20%')."""
-    from spark_lightning.metrics import GroupedSparkScore
+    from spark_lightning.scores.metrics import GroupedSparkScore
 
     metric = GroupedSparkScore(names=["smart_1"])
     target = torch.zeros(4, 40, 40, dtype=torch.long)

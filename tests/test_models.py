@@ -88,7 +88,7 @@ def test_a_compiled_network_saves_checkpoints_a_plain_one_loads():
 def test_encoder_property_for_lr_split(arch, encoder, inner):
     """``encoder`` is the pretrained-able part (smp's encoder, torchvision's backbone): what
     optimizer.encoder_lr_mult puts in its own, slower parameter group."""
-    from spark_lightning.optim import param_groups
+    from spark_lightning.training.optim import param_groups
 
     net = build_model(arch=arch, encoder=encoder)
     assert net.encoder is getattr(net.model, inner)
@@ -103,3 +103,26 @@ def test_channels_last_auto_follows_cuda():
     assert net.channels_last == torch.cuda.is_available()
     with pytest.raises(ConfigError, match="model.channels_last='yes'"):
         build_model(encoder="resnet18", channels_last="yes")
+
+
+@pytest.mark.parametrize("arch, encoder", [("unet", "resnet18"), ("fpn", "tu-mobilenetv3_small_100"), ("tiny", "none")])
+def test_a_classification_head_on_any_smp_network(arch, encoder):
+    """craft_classes adds smp's aux head (or tiny's): forward stays a segmentation network,
+    forward_both adds one row of class logits per image, trained by its own gradient."""
+    torch.manual_seed(0)
+    net = build_model(arch=arch, encoder=encoder, num_classes=3, craft_classes=10, head_dropout=0.0)
+    x = torch.randint(0, 256, (2, 3, 70, 50), dtype=torch.uint8)
+    with torch.no_grad():
+        masks, labels = net.eval().forward_both(x)
+        assert torch.allclose(net(x), masks, atol=1e-6)  # export, TTA and sliding windows see masks only
+    assert masks.shape == (2, 3, 70, 50) and labels.shape == (2, 10)
+    masks, labels = net.train().forward_both(x)
+    torch.nn.functional.cross_entropy(labels, torch.tensor([1, 7])).backward()
+    head = [p for n, p in net.named_parameters() if "classif" in n]
+    assert head and all(p.grad is not None and p.grad.abs().sum() > 0 for p in head)
+    assert build_model(arch=arch, encoder=encoder, num_classes=3).forward_both(x)[1] is None
+
+
+def test_a_head_on_torchvision_deeplab_is_one_line():
+    with pytest.raises(ConfigError, match=r"head=classify needs a segmentation_models_pytorch network"):
+        build_model(arch="tv_deeplabv3_mnv3", encoder="none", num_classes=3, craft_classes=10)

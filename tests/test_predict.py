@@ -14,8 +14,8 @@ from torch import nn
 
 from spark_lightning.data.spark import SparkFormat
 from spark_lightning.errors import CheckpointError, ConfigError, SparkDataError
-from spark_lightning.inference import PredictOptions, Predictor, iter_predictions, slide_probs
-from spark_lightning.outputs import load_mask_npz, save_mask_npz
+from spark_lightning.inference.probabilities import PredictOptions, Predictor, iter_predictions, slide_probs
+from spark_lightning.inference.writers import load_mask_npz, save_mask_npz
 from spark_lightning.tasks import run_evaluate, run_predict, run_train
 
 
@@ -101,9 +101,10 @@ def bright_square(tmp_path):
                          ids=["resize", "slide", "flip", "slide+flip"])
 def test_windows_and_flips_reproduce_a_known_mask(bright_square, options):
     path, truth = bright_square
-    (_, labels, probs), = iter_predictions([Predictor(Brightness(), PredictOptions(**options))], [path], SparkFormat())
+    (_, labels, probs, craft), = iter_predictions([Predictor(Brightness(), PredictOptions(**options))], [path], SparkFormat())
     assert labels.shape == truth.shape and probs.shape == (3, *truth.shape)
     assert (labels == truth).all()
+    assert craft is None  # no classification head, no spacecraft class
 
 
 def test_scales_and_ensembles_average_probabilities(bright_square):
@@ -111,11 +112,69 @@ def test_scales_and_ensembles_average_probabilities(bright_square):
     path, truth = bright_square
     scaled = Predictor(Brightness(), PredictOptions(size=64, scales=(0.5, 1.0)))
     plain = Predictor(Brightness(), PredictOptions())
-    (_, labels, probs), = iter_predictions([scaled, plain], [path], SparkFormat())
+    (_, labels, probs, _), = iter_predictions([scaled, plain], [path], SparkFormat())
     assert (labels == truth).mean() > 0.98
-    (_, _, plain_probs), = iter_predictions([plain], [path], SparkFormat())
+    (_, _, plain_probs, _), = iter_predictions([plain], [path], SparkFormat())
     assert torch.allclose(probs.sum(0), torch.ones_like(probs[0]), atol=1e-5)  # still a distribution
     assert not torch.allclose(probs, plain_probs)  # the scaled member contributed
+
+
+class BrightnessClassifier(Brightness):
+    """Brightness with a known classification head: class 1's logit is the share of bright pixels
+    (times 10), class 0's is 1 - that; so the spacecraft probabilities of a view are known."""
+
+    craft_classes = 2
+
+    def forward_both(self, x):
+        share = (x.float().mean(1) > 128).float().mean((1, 2)) * 10
+        return self(x), torch.stack([10 - share, share], 1)
+
+
+def test_a_classifier_s_spacecraft_probabilities_through_flips_windows_and_ensembles(bright_square):
+    path, truth = bright_square
+    share = float((truth > 0).mean()) * 10
+    expected = torch.tensor([10 - share, share]).softmax(0)
+    for options in (dict(), dict(tta="flip"), dict(mode="slide", tile=40, overlap=0.5)):
+        (_, labels, _, craft), = iter_predictions([Predictor(BrightnessClassifier(), PredictOptions(**options))],
+                                                  [path], SparkFormat())
+        assert (labels == truth).all()
+        if "tile" not in options:  # the whole image: exactly its share; windows: the mean over windows
+            assert torch.allclose(craft, expected, atol=1e-5)
+        assert craft.shape == (2,) and abs(float(craft.sum()) - 1) < 1e-5
+    x = torch.from_numpy(np.asarray(Image.open(path))).permute(2, 0, 1)[None].float()
+    _, windowed = slide_probs(BrightnessClassifier(), x, tile=40, overlap=0.5, tta="none")
+    by_window = [BrightnessClassifier().forward_both(x[..., t:t + 40, l:l + 40])[1].softmax(1)
+                 for t in (0, 20, 40) for l in (0, 20, 32)]
+    assert torch.allclose(windowed, torch.stack(by_window).mean(0), atol=1e-5)
+    # An ensemble of a classifier and a plain network: the class comes from the classifier alone.
+    (_, _, _, craft), = iter_predictions([Predictor(BrightnessClassifier(), PredictOptions()),
+                                          Predictor(Brightness(), PredictOptions())], [path], SparkFormat())
+    assert torch.allclose(craft, expected, atol=1e-5)
+
+
+class SizeClassifier(BrightnessClassifier):
+    """Its class logits say which width it was shown, and it counts its forward passes."""
+
+    calls = 0
+
+    def forward_both(self, x):
+        SizeClassifier.calls += 1
+        return self(x), torch.tensor([[0.0, x.shape[-1] / 8]] * x.shape[0])
+
+
+def test_a_classifier_reads_the_class_at_its_training_scale(bright_square):
+    """Trained at 40 px, predicting at full resolution (72 px wide): the masks come from the full
+    frame, the class from one more pass at 40 px; at its own scale, no extra pass."""
+    path, truth = bright_square
+    at_40 = torch.tensor([0.0, 40 / 8]).softmax(0)
+    SizeClassifier.calls = 0
+    (_, labels, _, craft), = iter_predictions([Predictor(SizeClassifier(), PredictOptions(), info={"size": 40})],
+                                              [path], SparkFormat())
+    assert (labels == truth).all() and torch.allclose(craft, at_40) and SizeClassifier.calls == 2
+    SizeClassifier.calls = 0
+    (_, _, _, craft), = iter_predictions([Predictor(SizeClassifier(), PredictOptions(size=40), info={"size": 40})],
+                                         [path], SparkFormat())
+    assert torch.allclose(craft, at_40) and SizeClassifier.calls == 1
 
 
 class Doubler(nn.Module):
@@ -128,8 +187,8 @@ class Doubler(nn.Module):
 def test_slide_on_size_not_divisible_by_tile_equals_whole_image():
     x = torch.rand(2, 3, 45, 37) * 255
     whole = Doubler()(x).softmax(1)
-    slid = slide_probs(Doubler(), x, tile=16, overlap=0.3, tta="none")
-    assert slid.shape == whole.shape and torch.allclose(slid, whole, atol=1e-5)
+    slid, craft = slide_probs(Doubler(), x, tile=16, overlap=0.3, tta="none")
+    assert slid.shape == whole.shape and torch.allclose(slid, whole, atol=1e-5) and craft is None
 
 
 def test_bad_predict_options():
@@ -203,7 +262,7 @@ def test_evaluate_reports_missing_and_extra(tiny_root, tmp_path, caplog):
 
 def test_evaluate_checkpoint_uses_training_metric(trained_ckpt, tiny_root, tmp_path):
     """Scoring a checkpoint = predicting, then the training metrics on (prediction, truth)."""
-    from spark_lightning.metrics import segmentation_metrics
+    from spark_lightning.scores.metrics import segmentation_metrics
 
     result = run_evaluate(eval_cfg(tiny_root, tmp_path, f"ckpt={trained_ckpt}", "predict.num_workers=0"))
     val = tiny_root / "images"
@@ -290,7 +349,7 @@ def test_a_checkpoint_predicts_at_its_predict_size_unless_told(tiny_root, tmp_pa
     default (finer masks from a model trained smaller); predict.size still wins."""
     from omegaconf import OmegaConf
 
-    from spark_lightning.inference import load_predictors
+    from spark_lightning.inference.predictors import load_predictors
 
     cfg = tiny_train_config(tiny_root, tmp_path, ["data.size=32", "data.predict_size=56"])
     run_train(cfg)
@@ -302,3 +361,37 @@ def test_a_checkpoint_predicts_at_its_predict_size_unless_told(tiny_root, tmp_pa
     result = run_predict(compose_task("predict", [f"ckpt={ckpt}", f"input={tiny_root / 'stream-1-test'}",
                                                   f"output={tmp_path / 'pred'}", "predict.num_workers=0"], tmp_path / "p"))
     assert result["written"] == 3
+
+
+def test_a_classifier_writes_detection_csv_that_evaluate_scores(multitask_run, tiny_root, tmp_path):
+    """SPARK 2026: predict writes detection.csv (filename,class,bbox; the box of the predicted
+    mask), zips it with the masks, redoes an image whose row is lost; evaluate scores the folder
+    and the checkpoint alike, with classification, detection, accuracy and final."""
+    import csv
+
+    from spark_lightning.data.boxes import format_box, predicted_box
+    from spark_lightning.data.spark import SPACECRAFT
+
+    ckpt, out = multitask_run / "checkpoints" / "best.ckpt", tmp_path / "pred"
+    cfg = predict_cfg(ckpt, tiny_root / "images", out, tmp_path, "cost.size=256")
+    result = run_predict(cfg)
+    rows = list(csv.reader(open(out / "detection.csv", newline="")))
+    assert rows[0] == ["filename", "class", "bbox"] and len(rows) - 1 == result["written"] == 30
+    for name, craft, bbox in rows[1:]:
+        labels = load_mask_npz(out / name.replace("_img.jpg", "_layer.npz"))
+        assert craft in SPACECRAFT and bbox == format_box(predicted_box(labels, "union"))
+    with zipfile.ZipFile(out / "submission.zip") as zf:
+        assert "detection.csv" in zf.namelist()
+    assert json.loads((out / "predictions.json").read_text())["cost"]["params"] > 0
+    with open(out / "detection.csv", "w", newline="") as f:  # as if stopped before the last row was saved
+        csv.writer(f).writerows(rows[:-1])
+    assert run_predict(cfg)["written"] == 1 and list(csv.reader(open(out / "detection.csv", newline=""))) == rows
+
+    folder = run_evaluate(eval_cfg(tiny_root, tmp_path, f"predictions={out}", "cost.size=256"))
+    direct = run_evaluate(eval_cfg(tiny_root, tmp_path, f"ckpt={ckpt}", "predict.num_workers=0", "cost.size=256"))
+    per_image = folder["per_image"]
+    assert folder["metrics"]["cls_accuracy"] == pytest.approx(
+        sum(r["predicted_class"] == r["spacecraft"] for r in per_image) / len(per_image))
+    for key in ("cls_accuracy", "detection", "accuracy", "final", "spark_score"):
+        assert folder["metrics"][key] == pytest.approx(direct["metrics"][key]), key
+    assert "cls_accuracy" in next(iter(folder["breakdowns"]["spacecraft"].values()))

@@ -187,7 +187,7 @@ def test_failed_marker_names_the_file_also_from_a_loader_worker(tiny_root, tmp_p
 
 def test_predictions_survive_a_disk_full_midway(trained_ckpt, tiny_root, tmp_path, monkeypatch):
     """Disk full on the 2nd file: the 1st stays whole, no temp is left, a rerun completes."""
-    import spark_lightning.outputs as outputs
+    import spark_lightning.inference.writers as outputs
 
     out = tmp_path / "pred"
     real = outputs.write_bytes_atomic

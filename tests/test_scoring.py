@@ -1,4 +1,4 @@
-"""Scoring predictions (spark_lightning/scoring.py): the same metrics as training, per-image
+"""Scoring predictions (spark_lightning/scores/evaluation.py): the same metrics as training, per-image
 rows, and SPARK 2026's detection score with the box taken from the predicted mask."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from spark_lightning.data.spark import SparkFormat
-from spark_lightning.scoring import Evaluation
+from spark_lightning.scores.evaluation import Evaluation
 
 
 def test_perfect_shifted_and_empty_predictions(tiny_root, tmp_path):

@@ -1,4 +1,4 @@
-"""SPARK 2026 scores (spark_lightning/spark2026.py) against hand-made cases, an independent
+"""SPARK 2026 scores (spark_lightning/scores/spark2026.py) against hand-made cases, an independent
 plain-numpy implementation, and the published numbers of the second-placed entry."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from spark_lightning.data.boxes import box_iou
-from spark_lightning.spark2026 import (accuracy_score, classification_accuracy, cost_terms, detection_ious,
+from spark_lightning.scores.spark2026 import (accuracy_score, classification_accuracy, cost_terms, detection_ious,
                                        detection_score, final_score)
 
 
@@ -76,3 +76,75 @@ def test_classification_accuracy():
     assert classification_accuracy(["a", "b", "c", "a"], ["a", "b", "a", "a"]) == 0.75
     with pytest.raises(ValueError, match="3 predicted classes for 4 images"):
         classification_accuracy(["a"] * 3, ["a"] * 4)
+
+
+def _rect_masks(rng, n: int, size: int = 64):
+    """Label maps with one craft rectangle each (body, a panel strip), some frames empty."""
+    labels = np.zeros((n, size, size), np.int64)
+    for i in range(n):
+        if rng.random() < 0.15:
+            continue
+        x0, y0 = rng.integers(0, size - 12, 2)
+        x1, y1 = x0 + rng.integers(4, size - x0), y0 + rng.integers(4, size - y0)
+        labels[i, y0:y1, x0:x1] = 1
+        labels[i, y0:y1, x0:x0 + 2] = 2
+    return labels
+
+
+def test_the_validation_metric_matches_the_independent_implementation():
+    """CraftScore + batch_box_ious (what validation logs) against the plain-numpy reference:
+    random masks, noisy predictions, some classes wrong, accumulated over two batches."""
+    import torch
+
+    from spark_lightning.data.boxes import mask_box
+    from spark_lightning.scores.spark2026 import CraftScore, batch_box_ious
+
+    rng = np.random.default_rng(0)
+    truth = _rect_masks(rng, 24)
+    preds = truth.copy()
+    preds[:, ::7] = 0  # drop rows of craft pixels: boxes shrink a little or not at all
+    preds[3] = np.roll(preds[3], 9, axis=1)
+    preds[5] = 0
+    true_cls = rng.integers(0, 10, 24)
+    pred_cls = np.where(rng.random(24) < 0.7, true_cls, (true_cls + 1) % 10)
+    metric = CraftScore()
+    for part in (slice(0, 10), slice(10, 24)):
+        p, t = torch.from_numpy(preds[part]), torch.from_numpy(truth[part])
+        pc, tc = torch.from_numpy(pred_cls[part]), torch.from_numpy(true_cls[part])
+        metric.update((pc == tc).double(), batch_box_ious(p, t, pc, tc))
+    result = {k: float(v) for k, v in metric.compute().items()}
+    boxes = [mask_box(m) for m in preds], [mask_box(m) for m in truth]
+    scored = [(p, t, pc, tc) for p, t, pc, tc in zip(*boxes, pred_cls, true_cls) if t is not None or p is not None]
+    assert len(scored) < 24  # empty frames on both sides are part of the case
+    reference = _reference_detection(*zip(*[(p, t or (0, 0, 0, 0), pc, tc if t is not None else -1)
+                                            for p, t, pc, tc in zip(*boxes, pred_cls, true_cls)]))
+    assert result["detection"] == pytest.approx(reference, abs=1e-6)
+    assert result["cls_accuracy"] == pytest.approx((pred_cls == true_cls).mean())
+    assert 0 < result["detection"] < result["cls_accuracy"]  # not a degenerate case
+
+
+def test_epoch_scores_follow_the_published_formulas_in_the_configured_unit():
+    from spark_lightning.scores.spark2026 import epoch_scores
+
+    network = {"params": 3.849e6, "gflops": 22.575, "gmacs": 11.2875}
+    craft = {"cls_accuracy": 1.0, "detection": 0.979}
+    flops = epoch_scores(craft, 0.892, network, {"unit": "flops", "params_norm": 30e6, "gflops_norm": 200})
+    assert flops["accuracy"] == pytest.approx(0.2 + 0.4 * 0.979 + 0.4 * 0.892)
+    assert flops["final"] == pytest.approx(0.9276, abs=5e-4)  # the second place, as published
+    macs = epoch_scores(craft, 0.892, network, {"unit": "macs", "params_norm": 30e6, "gflops_norm": 100})
+    assert macs["final"] == pytest.approx(0.7 * flops["accuracy"] + 0.15 * (1 - 3.849 / 30) + 0.15 * (1 - 11.2875 / 100))
+    assert "final" not in epoch_scores(craft, 0.892, None, None)  # no cost, no final score
+    assert set(epoch_scores(craft, None, network, None)) == {"cls_accuracy", "detection"}
+
+
+def test_the_cost_of_a_trained_network_counts_its_head():
+    from spark_lightning.models import build_model
+    from spark_lightning.models.cost import network_cost
+    from spark_lightning.scores.spark2026 import module_cost
+
+    plain = build_model(arch="tiny", encoder="none", width=8)
+    headed = build_model(arch="tiny", encoder="none", width=8, craft_classes=10)
+    cost = module_cost(headed, {"size": 64})
+    assert cost["params"] - module_cost(plain, {"size": 64})["params"] == 16 * 10 + 10  # the linear head
+    assert cost["gflops"] == pytest.approx(network_cost(headed, 64)["gflops"])  # meta copy = a real forward
+    assert module_cost(headed, {"size": None}) is None

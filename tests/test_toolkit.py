@@ -15,8 +15,8 @@ from PIL import Image
 from spark_lightning.callbacks import TrainingDiverged
 from spark_lightning.data.spark import SparkFormat
 from spark_lightning.errors import CheckpointError
-from spark_lightning.losses import float32_loss
-from spark_lightning.metrics import segmentation_metrics
+from spark_lightning.training.losses import float32_loss
+from spark_lightning.scores.metrics import segmentation_metrics
 from spark_lightning.tasks import run_evaluate, run_predict, run_train
 
 from .conftest import CONF_DIR, compose_task, compose_train, run_main, smoke_args, tiny_train_config

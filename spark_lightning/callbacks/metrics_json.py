@@ -33,7 +33,7 @@ class MetricsJson(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        values = _floats(trainer.callback_metrics, VAL_PREFIXES)
+        values = _floats(trainer.callback_metrics, (*VAL_PREFIXES, "cost/"))
         if self.monitor not in values:
             raise ConfigError(f"optimized_metric={self.monitor} is not logged; logged validation metrics: "
                               f"{', '.join(sorted(values))}.")

@@ -41,7 +41,7 @@ class Overlays(L.Callback):
         loggers = [lg for lg in trainer.loggers if isinstance(lg, (WandbLogger, TensorBoardLogger, MLFlowLogger))]
         if batch_idx != 0 or trainer.sanity_checking or not loggers or trainer.current_epoch % self.every_n_epochs:
             return
-        from spark_lightning.outputs import overlay
+        from spark_lightning.inference.writers import overlay
 
         n = self.num_images
         with torch.no_grad():

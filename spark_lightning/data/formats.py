@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 IMAGE_MARK, MASK_MARK = "_img", "_layer"  # SPARK names: <name>_img.jpg, <name>_layer.jpg
-PREDICTIONS_MANIFEST = "predictions.json"  # marks a folder of our predictions (outputs.py)
+PREDICTIONS_MANIFEST = "predictions.json"  # marks a folder of our predictions (inference/writers.py)
 # The label of pixels no loss or metric counts: padding, pseudo-label pixels the model was unsure
 # of. One fact: the configs read it as ${spark:ignore_index} (spark_lightning/__init__.py).
 from spark_lightning import IGNORE_INDEX as IGNORE  # noqa: E402

@@ -27,12 +27,19 @@ OWN_ARCHS = ("tiny",)  # our own networks (models/tiny.py)
 
 
 class SegmentationNet(nn.Module):
-    """Pixels (B, 3, H, W) in [0, 255] -> logits (B, C, H, W) for any H, W."""
+    """Pixels (B, 3, H, W) in [0, 255] -> logits (B, C, H, W) for any H, W.
+
+    With a classification head (``craft_classes`` > 0, SPARK 2026's spacecraft class), ``forward``
+    still returns the mask logits only (prediction, export and TTA see a segmentation network);
+    ``forward_both`` returns (mask logits, class logits (B, K)).
+    """
 
     def __init__(self, model: nn.Module, stride: int = 32, channels_last: bool = False, is_dict_output: bool = False,
-                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD):
+                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
+                 craft_classes: int = 0):
         super().__init__()
         self.model = model
+        self.craft_classes = craft_classes
         self.stride = stride
         self.channels_last = channels_last
         self.is_dict_output = is_dict_output
@@ -49,7 +56,8 @@ class SegmentationNet(nn.Module):
                 return getattr(self.model, name)
         return None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(mask logits (B, C, H, W), class logits (B, K) or None without a head)."""
         h, w = x.shape[-2:]
         x = (x.float() - self.mean) / self.std
         # Always pad (often by 0): no shape-dependent branch, so exported graphs stay valid for any size.
@@ -59,7 +67,11 @@ class SegmentationNet(nn.Module):
         out = self.model(x)
         if self.is_dict_output:
             out = out["out"]
-        return out[..., :h, :w]
+        out, labels = out if isinstance(out, tuple) else (out, None)
+        return out[..., :h, :w], labels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_both(x)[0]
 
 
 def _torchvision_deeplab(num_classes: int, pretrained_backbone: bool) -> nn.Module:
@@ -144,14 +156,21 @@ def _pretrained_error(name: str, arch: str, weights: str, err: Exception, elapse
     )
 
 
-def _network(arch: str, encoder: str, num_classes: int, load_hub: str | None, **kwargs) -> tuple[nn.Module, nn.Module, bool, int]:
-    """(network, its encoder, whether it returns a dict, its output stride)."""
+def _network(arch: str, encoder: str, num_classes: int, load_hub: str | None, head: dict | None,
+             **kwargs) -> tuple[nn.Module, nn.Module, bool, int]:
+    """(network, its encoder, whether it returns a dict, its output stride); ``head``: smp's
+    ``aux_params`` of a classification head on the encoder's deepest features, or None."""
     start = time.monotonic()
     if arch == "tiny":
         from spark_lightning.models.tiny import TinyNet
 
-        model = TinyNet(num_classes, **kwargs)
+        model = TinyNet(num_classes, craft_classes=head["classes"] if head else 0, **kwargs)
         return model, model.encoder, False, 4
+    if head and arch in TORCHVISION_ARCHS:
+        raise ConfigError(f"head=classify needs a segmentation_models_pytorch network (or model=tiny); model.arch={arch} "
+                          "has no classification head: choose e.g. model=unet_mobilenet_v3.")
+    if head:
+        kwargs["aux_params"] = head
     if arch in TORCHVISION_ARCHS:
         try:
             model = _torchvision_deeplab(num_classes, load_hub is not None)
@@ -191,6 +210,8 @@ def build_model(
     weights_path: str | None = None,
     channels_last: bool | str = False,
     compile: bool = False,
+    craft_classes: int = 0,
+    head_dropout: float = 0.2,
     **kwargs,
 ) -> SegmentationNet:
     """Build a segmentation network; names are checked first so a typo fails at once.
@@ -198,6 +219,8 @@ def build_model(
     ``weights_path`` loads a local encoder state dict (takes precedence over downloading);
     ``compile`` compiles in place (state-dict keys unchanged, so checkpoints stay portable).
     ``channels_last="auto"`` turns NHWC on when a CUDA GPU is present (where it pays off).
+    ``craft_classes`` > 0 adds a classification head of that many classes (smp's ``aux_params``:
+    pooled deepest encoder features, dropout ``head_dropout``, a linear layer).
     """
     if channels_last == "auto":
         channels_last = torch.cuda.is_available()
@@ -206,7 +229,8 @@ def build_model(
     if encoder_weights in ("auto", "shipped"):
         encoder_weights, _ = resolve_weights(arch, encoder, encoder_weights)
     load_hub = encoder_weights if weights_path is None and encoder_weights != "shipped" else None
-    model, encoder_module, dict_output, stride = _network(arch, encoder, num_classes, load_hub, **kwargs)
+    head = {"classes": int(craft_classes), "dropout": head_dropout} if craft_classes else None
+    model, encoder_module, dict_output, stride = _network(arch, encoder, num_classes, load_hub, head, **kwargs)
     if weights_path is not None:
         _load_encoder_weights(encoder_module, weights_path, encoder)
     elif encoder_weights == "shipped":
@@ -215,7 +239,7 @@ def build_model(
     # or those of the shipped weights): fixed by the encoder's name, so checkpoints agree.
     mean, std = shipped.normalization(encoder) or (IMAGENET_MEAN, IMAGENET_STD)
     net = SegmentationNet(model, stride=stride, channels_last=channels_last, is_dict_output=dict_output,
-                          mean=mean, std=std)
+                          mean=mean, std=std, craft_classes=int(craft_classes))
     if compile:
         net.model.compile()
     return net

@@ -1,25 +1,22 @@
 """Config -> objects: the data module, the LightningModule, the Trainer with its callbacks,
-loggers and precision, and the checkpoint to resume from."""
+loggers and precision. They read the plan (run/plan.py), which decided everything first."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, WeightAveraging
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from spark_lightning.callbacks import AtomicCheckpointIO, TimeBudget
 from spark_lightning.data.datamodule import SparkDataModule
 from spark_lightning.data.formats import IGNORE
-from spark_lightning.checkpoints import check_same_model, read_checkpoint
 from spark_lightning.errors import ConfigError, plain_errors
-from spark_lightning.module import SegmentationModule
-from spark_lightning.run.run_dir import effective_resume, slurm_requeued, start_point
-from spark_lightning.tracking import build_loggers, continue_run
+from spark_lightning.training.module import SegmentationModule
+from spark_lightning.tracking import build_loggers
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +43,11 @@ def build_module(cfg: DictConfig, classes: tuple[str, ...] | None = None) -> Seg
     loss = container(cfg.loss)
     _check_class_weights(loss, classes)
     with plain_errors():
+        head = container(cfg.get("head"))
         return SegmentationModule(model=container(cfg.model), loss=loss, optimizer=container(cfg.optimizer),
                                   scheduler=container(cfg.get("scheduler")), classes=classes,
-                                  ignore_index=IGNORE)
+                                  ignore_index=IGNORE, head=head, crafts=(head or {}).get("classes"),
+                                  cost=container(cfg.get("cost")))
 
 
 def _check_class_weights(loss: Any, classes: tuple[str, ...] | None) -> None:
@@ -81,27 +80,3 @@ def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
     with plain_errors():
         return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()],
                            **kwargs)
-
-
-def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """``ckpt_path`` if given; with ``resume=auto`` the run directory's last.ckpt (if any).
-
-    When resuming, the W&B logger continues the run directory's previous W&B run id.
-    """
-    resume = effective_resume(cfg)
-    if resume not in (None, "auto"):
-        raise ConfigError(f"resume={cfg.resume!r}: use resume=auto, or ckpt_path=PATH for a given checkpoint.")
-    output_dir = Path(cfg.paths.output_dir)
-    ckpt = start_point(output_dir, cfg)
-    if cfg.get("ckpt_path") is None and resume == "auto":
-        if ckpt is None:
-            log.info("resume=auto: no %s yet, starting from scratch", output_dir / "checkpoints" / "last.ckpt")
-        if resume != cfg.get("resume"):
-            log.info("SLURM requeued this job (SLURM_RESTART_COUNT=%d): continuing its run directory as with "
-                     "resume=auto", slurm_requeued())
-    if ckpt is not None:
-        path = Path(ckpt).expanduser()
-        check_same_model(read_checkpoint(path), container(cfg.model), path)
-        log.info("resuming from %s", ckpt)
-        continue_run(cfg, output_dir)
-    return ckpt

@@ -20,12 +20,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from spark_lightning.run.checks import TRAIN_RULES, check_model, check_values
+from spark_lightning import tracking
+from spark_lightning.atomic import write_text_atomic
+from spark_lightning.checkpoints import check_same_model, read_checkpoint
+from spark_lightning.data.spark import SPACECRAFT
 from spark_lightning.errors import ConfigError
+from spark_lightning.models.cost import check_cost, describe_cost, meta_network, network_cost
+from spark_lightning.models.factory import resolve_weights
+from spark_lightning.run.builders import build_module, container
+from spark_lightning.run.checks import TRAIN_RULES, check_model, check_values
 from spark_lightning.run.plan_text import describe
-from spark_lightning.run.run_dir import is_rank_zero
+from spark_lightning.run.recipe import apply_fallback_model
+from spark_lightning.run.run_dir import effective_resume, is_rank_zero, slurm_requeued, start_point
+from spark_lightning.training.vram import apply_budget
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +75,6 @@ def resolve_train(cfg: DictConfig) -> DictConfig:
         notes["cost"] = _cost(plan)
         notes["precision"] = str(plan.trainer.get("precision"))
         plan.trainer.precision = resolve_precision(plan.trainer.get("precision"), device)
-        from spark_lightning.run.builders import resume_checkpoint
-        from spark_lightning import tracking
-
         plan.ckpt_path = resume_checkpoint(plan)
         tracking.configure(plan)
         budget = _apply_budget(plan)
@@ -75,18 +82,12 @@ def resolve_train(cfg: DictConfig) -> DictConfig:
     with open_dict(plan):
         plan.settled = settled(composed, OmegaConf.to_container(plan))
     OmegaConf.set_readonly(plan, True)
-    from spark_lightning.atomic import write_text_atomic
-
     write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(plan))
     log.info("%s", describe(plan, device, notes, budget))
     return plan
 
 
 def _resolve_model(plan: DictConfig, device: str) -> dict[str, str]:
-    from spark_lightning.models.factory import resolve_weights
-
-    from spark_lightning.run.recipe import apply_fallback_model
-
     apply_fallback_model(plan)
     model = plan.model
     if model.get("channels_last") == "auto":
@@ -104,15 +105,13 @@ def _resolve_model(plan: DictConfig, device: str) -> dict[str, str]:
 def _cost(plan: DictConfig) -> str:
     """The network's cost at ``cost.size`` (counted on the meta device), checked against the
     limits: a model above ``cost.max_params`` / ``cost.max_gflops`` stops here, before any work."""
-    from hydra.utils import get_class
-
-    from spark_lightning.models.cost import check_cost, describe_cost, meta_network, network_cost
-
     limits = plan.get("cost") or {}
     if not limits.get("size"):
         return "not counted (cost.size=null)"
     classes = getattr(get_class(plan.data.dataset._target_), "classes", None) or ()
     model = {**OmegaConf.to_container(plan.model, resolve=True), "channels_last": False}
+    if plan.get("head"):  # the classification head counts too
+        model["craft_classes"] = len(plan.head.get("classes") or []) or len(SPACECRAFT)
     try:
         cost = network_cost(meta_network(model, len(classes) or 3), int(limits.size))
     except Exception as err:  # an op without a meta kernel: say so; a limit cannot then be checked
@@ -124,10 +123,31 @@ def _cost(plan: DictConfig) -> str:
     return describe_cost(cost, limits.get("unit", "flops"))
 
 
-def _apply_budget(plan: DictConfig) -> dict | None:
-    from spark_lightning.budget import apply_budget
-    from spark_lightning.run.builders import build_module
+def resume_checkpoint(cfg: DictConfig) -> str | None:
+    """``ckpt_path`` if given; with ``resume=auto`` the run directory's last.ckpt (if any).
 
+    When resuming, the W&B logger continues the run directory's previous W&B run id.
+    """
+    resume = effective_resume(cfg)
+    if resume not in (None, "auto"):
+        raise ConfigError(f"resume={cfg.resume!r}: use resume=auto, or ckpt_path=PATH for a given checkpoint.")
+    output_dir = Path(cfg.paths.output_dir)
+    ckpt = start_point(output_dir, cfg)
+    if cfg.get("ckpt_path") is None and resume == "auto":
+        if ckpt is None:
+            log.info("resume=auto: no %s yet, starting from scratch", output_dir / "checkpoints" / "last.ckpt")
+        if resume != cfg.get("resume"):
+            log.info("SLURM requeued this job (SLURM_RESTART_COUNT=%d): continuing its run directory as with "
+                     "resume=auto", slurm_requeued())
+    if ckpt is not None:
+        path = Path(ckpt).expanduser()
+        check_same_model(read_checkpoint(path), container(cfg.model), path)
+        log.info("resuming from %s", ckpt)
+        tracking.continue_run(cfg, output_dir)
+    return ckpt
+
+
+def _apply_budget(plan: DictConfig) -> dict | None:
     return apply_budget(plan, build_module)
 
 
@@ -135,8 +155,6 @@ def settled(composed: dict, plan: dict) -> dict[str, str]:
     """Every value the plan settled differently from the composed config (what ``--cfg job`` and
     ``.hydra/config.yaml`` show), as ``key: "composed -> planned"``: the config.yaml of a run is
     the composition plus exactly these."""
-    from spark_lightning.tracking import flatten
-
-    before, after = flatten(composed), flatten(plan)
+    before, after = tracking.flatten(composed), tracking.flatten(plan)
     return {key: f"{before.get(key, '(unset)')} -> {after.get(key, '(unset)')}"
             for key in sorted(set(before) | set(after)) if before.get(key, KeyError) != after.get(key, KeyError)}

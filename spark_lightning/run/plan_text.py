@@ -68,6 +68,16 @@ def _start(plan: DictConfig) -> str:
     return start
 
 
+def _task(plan: DictConfig) -> str:
+    from spark_lightning.data.spark import SPACECRAFT
+
+    head = plan.get("head")
+    if not head:
+        return "segmentation (SPARK 2024)"
+    return (f"segmentation + spacecraft class ({len(head.get('classes') or SPACECRAFT)} classes, loss weight "
+            f"{head.get('weight', 1.0):g}) + box from the predicted mask ({head.get('box', 'union')}): SPARK 2026")
+
+
 def describe(plan: DictConfig, device: str, notes: dict[str, str], budget: dict | None) -> str:
     """The plan as one block of lines, printed before any work."""
     from spark_lightning.data.dataset import named_val_roots
@@ -93,6 +103,7 @@ def describe(plan: DictConfig, device: str, notes: dict[str, str], budget: dict 
     start = _start(plan)
     rows = [
         ("recipe", (plan.get("recipe") or {}).get("about") or "as configured"),
+        ("task", _task(plan)),
         ("data", _data(plan)),
         ("validation", ", ".join([f"val ({data.get('val_split', 'val')} split)", *(f"val_{n} ({r})" for n, r in extra.items())])),
         ("scale", scale),
@@ -134,5 +145,9 @@ def predictor_rows(predictors: list, device: str) -> list[tuple[str, str]]:
     at = f"{o.size} px" if o.size else "full resolution"
     rows.append(("predicts", f"{o.mode} at {at}" + (f" (windows of {o.tile} px)" if o.mode == "slide" else "")
                  + f", TTA {o.tta}, scales {list(o.scales)}" + (", ensemble mean" if len(predictors) > 1 else "")))
+    for p in predictors:
+        if p.info.get("crafts"):
+            rows.append(("classifies", f"{len(p.info['crafts'])} spacecraft, read at {p.info.get('size') or 'full'} px "
+                                       f"(its training scale); box from the predicted mask ({p.info.get('box')})"))
     rows.append(("device", device))
     return rows

@@ -14,10 +14,13 @@ from spark_lightning.atomic import write_json_atomic
 from spark_lightning.data.datamodule import build_format
 from spark_lightning.errors import ConfigError
 from spark_lightning.run.checks import PREDICT_RULES, check_values, is_int
-from spark_lightning.inference import checkpoint_list, iter_predictions, load_predictors, pick_device
+from spark_lightning.inference.probabilities import iter_predictions
+from spark_lightning.inference.predictors import checkpoint_list, load_predictors, pick_device
 from spark_lightning.run.plan_text import format_plan, predictor_rows
+from spark_lightning.inference.writers import read_manifest
+from spark_lightning.scores.spark2026 import ensemble_cost
 from spark_lightning.run.runtime import task_wrapper
-from spark_lightning.scoring import breakdown_plot, evaluate_pairs, folder_pairs, print_table
+from spark_lightning.scores.evaluation import breakdown_plot, evaluate_pairs, folder_pairs, print_table
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +42,18 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         by_path = {s.image: s for s in samples}
         predictions = iter_predictions(predictors, list(by_path), fmt, cfg.predict.batch_size,
                                        cfg.predict.num_workers, device, cfg.predict.amp)
-        pairs = ((by_path[path], labels) for path, labels, _ in predictions)
+        crafts = next((p.info["crafts"] for p in predictors if p.info.get("crafts")), ())
+        pairs = ((by_path[path], labels, (crafts[int(craft.argmax())], None) if craft is not None else None)
+                 for path, labels, _, craft in predictions)
+        network = ensemble_cost([p.net for p in predictors], cfg.get("cost"))
     else:
         log.info("%s", format_plan([*rows, ("predictions", str(cfg.predictions)), ("output", str(cfg.paths.output_dir))]))
         fmt.prepare()
         samples = fmt.samples(cfg.split)
         folder = Path(cfg.predictions).expanduser()
         pairs = folder_pairs(folder, samples, cfg.split, cfg.allow_missing, len(fmt.classes))
-    evaluation = evaluate_pairs(pairs, fmt, len(samples), cfg.worst, cfg.box_from_mask)
+        network = (read_manifest(folder) or {}).get("cost")  # what predict counted, if it did
+    evaluation = evaluate_pairs(pairs, fmt, len(samples), cfg.worst, cfg.box_from_mask, (network, cfg.get("cost")))
     summary = evaluation.summary()
     breakdowns = {"spacecraft": evaluation.breakdown("spacecraft"), "object size": evaluation.breakdown("size_bin")}
     out = Path(cfg.paths.output_dir)

@@ -21,8 +21,9 @@ from spark_lightning.run.checks import PREDICT_RULES, check_values
 from spark_lightning.data.formats import IGNORE, IMAGE_MARK
 from spark_lightning.data.spark import PSEUDO_MANIFEST, SparkFormat
 from spark_lightning.errors import ConfigError
-from spark_lightning.inference import checkpoint_list, iter_predictions, load_predictors, pick_device
-from spark_lightning.outputs import read_stamped_json, write_stamped_json
+from spark_lightning.inference.probabilities import iter_predictions
+from spark_lightning.inference.predictors import checkpoint_list, load_predictors, pick_device
+from spark_lightning.inference.writers import read_stamped_json, write_stamped_json
 from spark_lightning.run.plan_text import format_plan, predictor_rows
 from spark_lightning.run.runtime import task_wrapper
 
@@ -74,7 +75,7 @@ def run_pseudo(cfg: DictConfig) -> dict[str, Any]:
     images.mkdir(parents=True, exist_ok=True)
     masks.mkdir(parents=True, exist_ok=True)
     confident = []
-    for path, _, probs in iter_predictions(predictors, paths, fmt, cfg.predict.batch_size, cfg.predict.num_workers,
+    for path, _, probs, _ in iter_predictions(predictors, paths, fmt, cfg.predict.batch_size, cfg.predict.num_workers,
                                           device, cfg.predict.amp):
         name = fmt.image_name(path)
         labels = confident_labels(probs, cfg.threshold)

@@ -19,16 +19,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from spark_lightning.atomic import write_bytes_atomic
 from spark_lightning.errors import SparkDataError
-from spark_lightning.outputs import save_figure
 from spark_lightning.run.runtime import task_wrapper
+from spark_lightning.tasks.report_plots import by_spacecraft_map, cost_plot, score_plots
 from spark_lightning.tracking import job_identity
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MONITOR = "val/spark_score"  # runs written before metrics.json named its monitor
 COLUMNS = ["run", "overrides", "status", "score", "iou", "iou_body", "iou_panel", "best_epoch", "epochs",
-           "img_per_s", "peak_mem_gib"]
-# img_per_s: mean training images/s over the run's epochs; peak_mem_gib: the largest epoch peak.
+           "img_per_s", "peak_mem_gib", "params_m", "gflops", "final"]
+# img_per_s: mean training images/s over the run's epochs; peak_mem_gib: the largest epoch peak;
+# params_m, gflops: the network's cost (cost.size); final: SPARK 2026's final score (head=classify).
 
 
 def _overrides(run: Path) -> str:
@@ -80,6 +81,9 @@ def read_run(run: Path) -> dict:
         )
         for prefix in extra_sets(best):  # extra validation sets (val_<name>/): their score and IoU
             row[f"{prefix} score"], row[f"{prefix} iou"] = best.get(f"{prefix}/spark_score"), best.get(f"{prefix}/iou")
+        if "cost/params" in best:
+            row["params_m"], row["gflops"] = best["cost/params"] / 1e6, best.get("cost/gflops")
+        row["final"] = best.get("val/final")
         row["by_spacecraft"] = {k.split("/")[2]: v for k, v in best.items()
                                 if k.startswith("val/by_spacecraft/") and k.endswith("/spark_score")}
         perf = [h for h in history if "perf/img_per_s" in h]
@@ -120,38 +124,6 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _plots(rows: list[dict], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scored = [r for r in rows if r.get("score") is not None]
-    monitor = scored[0]["monitor"] if scored else DEFAULT_MONITOR
-    fig, ax = plt.subplots(figsize=(8, 0.4 * max(3, len(scored)) + 1))
-    ax.barh([r["label"] for r in scored][::-1], [r["score"] for r in scored][::-1])
-    ax.set_xlabel(f"best {monitor}")
-    ax.set_xlim(0, 1)
-    fig.tight_layout()
-    save_figure(fig, out / "best_score.png")
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4 + 0.25 * len(rows)))
-    for ax, key in zip(axes, (monitor, "val/iou")):
-        for r in rows:
-            points = r["curves"].get(key)
-            if points:
-                ax.plot(*zip(*points), marker="o", markersize=4 if len(points) > 1 else 8, label=r["label"])
-        if not ax.lines:
-            ax.text(0.5, 0.5, "no per-epoch values logged (CSV logger off?)", ha="center", transform=ax.transAxes)
-        ax.set_title(key)
-        ax.set_xlabel("epoch")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", fontsize="small")
-    fig.tight_layout(rect=(0, 0.06 * len(rows) / (1 + 0.06 * len(rows)), 1, 1))
-    save_figure(fig, out / "val_curves.png")
-
-
 def write_report(sweep_dir: str | Path) -> list[dict]:
     """Write report.md, report.csv and the plots into sweep_dir; return the rows in order."""
     sweep_dir = Path(sweep_dir).expanduser()
@@ -180,9 +152,13 @@ def write_report(sweep_dir: str | Path) -> list[dict]:
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(r.get(k)).replace("|", "/") for k in columns) + " |" for r in rows]
     lines += ["", "![best score](best_score.png)", "", "![validation curves](val_curves.png)", ""]
+    if cost_plot(rows, sweep_dir):
+        lines += ["## Score against cost", "", "Best score of each run against its network's GFLOPs per image "
+                  "(cost.size); the Pareto front (no other run both cheaper and better) is marked.", "",
+                  "![score against GFLOPs](score_vs_gflops.png)", ""]
     lines += _by_spacecraft(rows, sweep_dir)
     write_bytes_atomic(sweep_dir / "report.md", "\n".join(lines).encode())
-    _plots(rows, sweep_dir)
+    score_plots(rows, sweep_dir, DEFAULT_MONITOR)
     return rows
 
 
@@ -195,19 +171,7 @@ def _by_spacecraft(rows: list[dict], out: Path) -> list[str]:
     lines = ["## SPARK score by spacecraft (best epoch)", "", "| run | " + " | ".join(names) + " |",
              "|" + "---|" * (len(names) + 1)]
     lines += [f"| {r['run']} | " + " | ".join(_fmt(r["by_spacecraft"].get(n)) for n in names) + " |" for r in runs]
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    grid = [[r["by_spacecraft"].get(n, math.nan) for n in names] for r in runs]
-    fig, ax = plt.subplots(figsize=(1 + 0.9 * len(names), 1 + 0.4 * len(runs)))
-    image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_yticks(range(len(runs)), [r["label"] for r in runs])
-    fig.colorbar(image, label="SPARK score")
-    fig.tight_layout()
-    save_figure(fig, out / "by_spacecraft.png")
+    by_spacecraft_map(runs, names, out / "by_spacecraft.png")
     return lines + ["", "![by spacecraft](by_spacecraft.png)", ""]
 
 

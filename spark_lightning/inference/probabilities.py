@@ -80,13 +80,24 @@ def _flips(tta: str) -> list[tuple[int, ...]]:
     return {"none": [()], "flip": [(), (-1,), (-2,)], "flip4": [(), (-1,), (-2,), (-2, -1)]}[tta]
 
 
-def _probs(net: nn.Module, x: torch.Tensor, tta: str) -> torch.Tensor:
+Probs = tuple[torch.Tensor, torch.Tensor | None]  # class probabilities (B, C, H, W), spacecraft ones (B, K) or None
+
+
+def _forward(net: nn.Module, x: torch.Tensor) -> Probs:
+    """Mask logits and, from a network with a classification head (SPARK 2026), class logits."""
+    return net.forward_both(x) if getattr(net, "craft_classes", 0) else (net(x), None)
+
+
+def _probs(net: nn.Module, x: torch.Tensor, tta: str) -> Probs:
     """Softmax averaged over the TTA flips, all flips in one forward pass."""
     flips = _flips(tta)
     batch = torch.cat([x.flip(dims) if dims else x for dims in flips]) if len(flips) > 1 else x
-    probs = net(batch).float().softmax(1).chunk(len(flips))
+    logits, craft = _forward(net, batch)
+    probs = logits.float().softmax(1).chunk(len(flips))
     out = sum(p.flip(dims) if dims else p for p, dims in zip(probs, flips))
-    return out / len(flips)
+    if craft is not None:  # the spacecraft class does not flip: mean of every view
+        craft = torch.stack(craft.float().softmax(1).chunk(len(flips))).mean(0)
+    return out / len(flips), craft
 
 
 def _starts(length: int, tile: int, stride: int) -> list[int]:
@@ -102,29 +113,33 @@ def _hann(tile: int, device: torch.device) -> torch.Tensor:
 
 
 def slide_probs(net: nn.Module, x: torch.Tensor, tile: int, overlap: float, tta: str,
-                windows_per_pass: int = 8) -> torch.Tensor:
+                windows_per_pass: int = 8) -> Probs:
     """Sliding-window class probabilities over (B, 3, H, W), for any H, W (also not divisible by
-    tile); windows go through the network ``windows_per_pass`` at a time."""
+    tile); windows go through the network ``windows_per_pass`` at a time. A spacecraft class is
+    the mean over the windows."""
     b, _, h, w = x.shape
     stride = max(1, int(tile * (1 - overlap)))
     boxes = [(top, left) for top in _starts(h, tile, stride) for left in _starts(w, tile, stride)]
     th, tw = min(tile, h), min(tile, w)
     weight_tile = _hann(tile, x.device)[:th, :tw]
-    total, weight = None, torch.zeros(1, 1, h, w, device=x.device)
+    total, weight, craft = None, torch.zeros(1, 1, h, w, device=x.device), None
     for i in range(0, len(boxes), windows_per_pass):
         chunk = boxes[i : i + windows_per_pass]
         windows = torch.cat([x[..., t : t + th, l : l + tw] for t, l in chunk])
-        probs = _probs(net, windows, tta).split(b)
+        probs, crafts = _probs(net, windows, tta)
         if total is None:
-            total = torch.zeros(b, probs[0].shape[1], h, w, device=x.device)
-        for (t, l), p in zip(chunk, probs):
+            total = torch.zeros(b, probs.shape[1], h, w, device=x.device)
+        for j, ((t, l), p) in enumerate(zip(chunk, probs.split(b))):
             total[..., t : t + th, l : l + tw] += p * weight_tile
             weight[..., t : t + th, l : l + tw] += weight_tile
-    return total / weight
+            if crafts is not None:
+                part = crafts[j * b : (j + 1) * b] / len(boxes)
+                craft = part if craft is None else craft + part
+    return total / weight, craft
 
 
-def working_probs(net: nn.Module, images: torch.Tensor, options: PredictOptions) -> torch.Tensor:
-    """Class probabilities (B, C, h, w) for a batch already at the working scale."""
+def working_probs(net: nn.Module, images: torch.Tensor, options: PredictOptions) -> Probs:
+    """Class probabilities (B, C, h, w) (and spacecraft ones) for a batch at the working scale."""
     if options.mode == "slide":
         return slide_probs(net, images, options.tile, options.overlap, options.tta)
     return _probs(net, images, options.tta)
@@ -159,32 +174,64 @@ def _collate(items: list[dict]) -> list[dict]:
     return items
 
 
-def _batch_probs(predictors: list[Predictor], items: list[dict], device: torch.device) -> list[torch.Tensor]:
-    """Average full-resolution probabilities of each item over every predictor and scale."""
+def class_size(pred: Predictor) -> int | None:
+    """The scale a classifier reads the spacecraft class at: its training scale. Its head pools
+    the deepest features, which change with the scale: read at another (the demo predicts at
+    288 px after training at 192), the class is often wrong."""
+    return pred.info.get("size", pred.options.size)
+
+
+def _groups(items: list[dict], size: int | None) -> list[list[int]]:
+    """Items batched together when their inputs at ``size`` have one shape, else one by one."""
+    shapes = {tuple(it["inputs"][size].shape) for it in items}
+    return [list(range(len(items)))] if len(shapes) == 1 else [[i] for i in range(len(items))]
+
+
+def _stack(items: list[dict], group: list[int], size: int | None, device: torch.device) -> torch.Tensor:
+    return torch.stack([items[i]["inputs"][size] for i in group]).to(device, non_blocking=True)
+
+
+def _batch_probs(predictors: list[Predictor], items: list[dict], device: torch.device) -> list[Probs]:
+    """Average full-resolution probabilities of each item over every predictor and scale; the
+    spacecraft class over the predictors that classify, each read at its ``class_size`` (from
+    the pass at that scale, or one more pass of the whole image)."""
     totals: list[torch.Tensor | None] = [None] * len(items)
-    count = 0
+    crafts: list[torch.Tensor] = [0] * len(items)
+    count = craft_count = 0
     for pred in predictors:
+        at, own, passes = class_size(pred), [0] * len(items), 0
         for scale in pred.options.scales:
             options = pred.options.at_scale(scale)
-            shapes = {tuple(it["inputs"][options.size].shape) for it in items}
-            groups = [list(range(len(items)))] if len(shapes) == 1 else [[i] for i in range(len(items))]
-            for group in groups:
-                x = torch.stack([items[i]["inputs"][options.size] for i in group]).to(device, non_blocking=True)
-                probs = working_probs(pred.net, x, options)
-                for i, p in zip(group, probs):
+            for group in _groups(items, options.size):
+                probs, craft = working_probs(pred.net, _stack(items, group, options.size, device), options)
+                for k, (i, p) in enumerate(zip(group, probs)):
                     full = upsample(p[None], items[i]["full_size"])[0]
                     totals[i] = full if totals[i] is None else totals[i].add_(full)
+                    if craft is not None and options.size == at:
+                        own[i] = own[i] + craft[k]
+            passes += int(options.size == at)
             count += 1
-    return [t / count for t in totals]
+        if getattr(pred.net, "craft_classes", 0):
+            if not passes:  # no pass at the class scale: the whole image at it, with the same flips
+                for group in _groups(items, at):
+                    craft = _probs(pred.net, _stack(items, group, at, device), pred.options.tta)[1]
+                    for k, i in enumerate(group):
+                        own[i] = craft[k]
+                passes = 1
+            crafts = [c + o / passes for c, o in zip(crafts, own)]
+            craft_count += 1
+    return [(t / count, c / craft_count if craft_count else None) for t, c in zip(totals, crafts)]
 
 
 def iter_predictions(
     predictors: list[Predictor], paths: list[Path], fmt: SegmentationFormat, batch_size: int = 4,
     num_workers: int = 0, device: torch.device | str = "cpu", amp: bool = True,
 ) -> Iterator[tuple[Path, np.ndarray, torch.Tensor]]:
-    """Yield (path, label map uint8 at full resolution, probabilities C x H x W) per image."""
+    """Yield (path, label map uint8 at full resolution, probabilities C x H x W, spacecraft class
+    probabilities (K,) or None without a classification head) per image."""
     device = torch.device(device)
     sizes = [p.options.at_scale(s).size for p in predictors for s in p.options.scales]
+    sizes += [class_size(p) for p in predictors if getattr(p.net, "craft_classes", 0)]
     loader = DataLoader(ImageFolder(paths, fmt, sizes), batch_size=batch_size, num_workers=num_workers,
                         collate_fn=_collate)
     def autocast():
@@ -197,44 +244,6 @@ def iter_predictions(
         # Inference mode per batch, not across the yields: the caller's code must not run in it,
         # nor stay in it when it stops early (a full disk) and leaves this generator suspended.
         with torch.inference_mode(), autocast():
-            done = [(Path(item["path"]), probs.argmax(0).to(torch.uint8).cpu().numpy(), probs)
-                    for item, probs in zip(items, _batch_probs(predictors, items, device))]
+            done = [(Path(item["path"]), probs.argmax(0).to(torch.uint8).cpu().numpy(), probs, craft)
+                    for item, (probs, craft) in zip(items, _batch_probs(predictors, items, device))]
         yield from done
-
-
-def pick_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("predict.device=cuda but no CUDA GPU is available: use predict.device=auto or cpu.")
-    if name not in ("cpu", "cuda"):
-        raise ConfigError(f"predict.device={name!r}: use auto, cpu or cuda.")
-    return name
-
-
-def checkpoint_list(ckpt: str | list | None) -> list[str]:
-    """``ckpt=a.ckpt`` or ``ckpt=[a.ckpt,b.ckpt]`` (an ensemble)."""
-    if not ckpt:
-        return []
-    return [str(ckpt)] if isinstance(ckpt, (str, Path)) else [str(c) for c in ckpt]
-
-
-def load_predictors(ckpt: str | list, settings, device: str) -> list[Predictor]:
-    """One Predictor per checkpoint; ``settings`` is the ``predict`` config (null = from the
-    checkpoint: its ``data.predict_size`` or training ``data.size``, and ``data.crop``)."""
-    from spark_lightning.checkpoints import load_network
-
-    predictors = []
-    for path in checkpoint_list(ckpt):
-        net, info = load_network(path, device)
-        options = PredictOptions(
-            mode=settings.mode, size=settings.size or info.get("predict_size") or info["size"],
-            tile=settings.tile or info["crop"] or info["size"], overlap=settings.overlap, tta=settings.tta,
-            scales=tuple(float(s) for s in (settings.get("scales") or (1.0,))),
-        )
-        predictors.append(Predictor(net, options, str(path), info))
-    classes = {p.info["classes"] for p in predictors}
-    if len(classes) > 1:
-        raise ConfigError(f"the checkpoints of an ensemble must predict the same classes, got {sorted(classes)}.")
-    return predictors
-

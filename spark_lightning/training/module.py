@@ -15,10 +15,13 @@ from hydra.utils import instantiate
 from torch import nn
 
 from spark_lightning.callbacks.time_budget import share_used
-from spark_lightning.losses import float32_loss
 from spark_lightning.data.formats import SPARK_CLASSES
-from spark_lightning.metrics import BREAKDOWN, GroupedSparkScore, segmentation_metrics
-from spark_lightning.optim import build_optimizer
+from spark_lightning.data.spark import SPACECRAFT
+from spark_lightning.errors import ConfigError
+from spark_lightning.training.losses import float32_loss
+from spark_lightning.scores.metrics import BREAKDOWN, CRAFT_BREAKDOWN, GroupedSparkScore, segmentation_metrics
+from spark_lightning.training.optim import build_optimizer
+from spark_lightning.scores import spark2026
 
 
 class SegmentationModule(L.LightningModule):
@@ -28,10 +31,14 @@ class SegmentationModule(L.LightningModule):
         model: config of the network (``spark_lightning.models.build_model`` arguments).
         loss: config of the loss, called as ``loss(logits, target)``.
         optimizer: partial config of a torch optimizer (``params`` supplied here).
-        scheduler: partial config of a schedule from ``spark_lightning.optim`` taking
+        scheduler: partial config of a schedule from ``spark_lightning.training.optim`` taking
             ``(optimizer, total_steps)``, or None for a constant learning rate.
         classes: class names, from the data set format.
         ignore_index: target value of unlabelled pixels (pseudo-labels), left out of metrics.
+        head: SPARK 2026's classification head (``conf/head/classify.yaml``: ``weight`` of its loss,
+            ``dropout``, ``box`` = how the box follows from the predicted mask), or None.
+        crafts: the spacecraft classes the head predicts (default: the ten SPARK names).
+        cost: ``cost`` config (input size, unit, normalisers) for the SPARK 2026 final score.
         num_classes, inference: read from checkpoints written before 0.2 (the training scale
             now lives with the data module's hyperparameters).
     """
@@ -44,17 +51,26 @@ class SegmentationModule(L.LightningModule):
         scheduler: dict[str, Any] | None = None,
         classes: tuple[str, ...] | list[str] | None = None,
         ignore_index: int | None = None,
+        head: dict[str, Any] | None = None,
+        crafts: list[str] | None = None,
+        cost: dict[str, Any] | None = None,
         num_classes: int | None = None,
         inference: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         classes = tuple(classes or SPARK_CLASSES[: num_classes or len(SPARK_CLASSES)])
+        crafts = list(crafts or SPACECRAFT) if head else None
         self.save_hyperparameters({"model": model, "loss": loss, "optimizer": optimizer, "scheduler": scheduler,
-                                   "classes": list(classes), "ignore_index": ignore_index})
+                                   "classes": list(classes), "ignore_index": ignore_index, "head": head,
+                                   "crafts": crafts, "cost": cost})
         del inference  # checkpoints of early versions saved predict settings here: accepted, unused
-        self.net = instantiate(model, num_classes=len(classes))
+        extra = {"craft_classes": len(crafts), "head_dropout": head.get("dropout", 0.2)} if head else {}
+        self.net = instantiate(model, num_classes=len(classes), **extra)
         self.criterion = instantiate(loss)
         self.classes = classes
+        self.craft_ids = {name: i for i, name in enumerate(crafts or [])}
+        self.craft_metrics = nn.ModuleDict({"val": spark2026.CraftScore()} if head else {})
+        self.network_cost: dict[str, Any] | None = None
         self.train_metrics = segmentation_metrics(classes, ignore_index).clone(prefix="train/")
         # One metric collection (and breakdown by spacecraft type and object size, SPARK classes
         # only) per validation set, under its prefix: "val", then "val_<name>" for extra sets.
@@ -77,9 +93,24 @@ class SegmentationModule(L.LightningModule):
             if name not in self.val_metrics:
                 self.val_metrics[name] = self._val_metrics(name)
                 self.val_breakdowns.update(self._breakdown(name))
+                if self.hparams.head:
+                    self.craft_metrics[name] = spark2026.CraftScore()
         for name, val_set in zip(self.val_names, getattr(datamodule, "val_sets", [])):
             if name in self.val_breakdowns:
                 self.val_breakdowns[name].names = sorted({s.group for s in getattr(val_set, "samples", [])})
+        train_set = getattr(datamodule, "train_set", None)
+        sets = [*getattr(train_set, "datasets", [train_set] if train_set is not None else []),
+                *getattr(datamodule, "val_sets", [])]
+        if self.hparams.head:  # every spacecraft folder must be a class the head knows, said up front
+            self._craft_targets(sorted({s.group for d in sets for s in getattr(d, "samples", [])}))
+        self.network_cost = self.network_cost or spark2026.module_cost(self.net, self.hparams.cost)
+
+    def _craft_targets(self, groups: list[str]) -> torch.Tensor:
+        unknown = sorted(set(groups) - set(self.craft_ids))
+        if unknown:
+            raise ConfigError(f"head=classify: spacecraft folder(s) {unknown} are not among the head's classes "
+                              f"{list(self.craft_ids)}; set head.classes=[...] to the spacecraft of your data.")
+        return torch.tensor([self.craft_ids[g] for g in groups], device=self.device)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 or float pixels (B, 3, H, W) in [0, 255] -> logits (B, C, H, W)."""
@@ -88,17 +119,36 @@ class SegmentationModule(L.LightningModule):
     def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         """``stage``: "train", or the prefix of the validation set the batch comes from."""
         images, target = batch["image"], batch["mask"].long()
-        logits = self(images)
+        logits, craft_logits = self.net.forward_both(images) if self.hparams.head else (self(images), None)
         loss = float32_loss(self.criterion, logits, target)
-        train = stage == "train"
+        train, n = stage == "train", images.shape[0]
+        if craft_logits is not None:
+            crafts = self._craft_targets(list(batch["group"]))
+            craft_loss = torch.nn.functional.cross_entropy(craft_logits.float(), crafts)
+            self.log(f"{stage}/loss_cls", craft_loss, on_epoch=True, batch_size=n, add_dataloader_idx=False)
+            loss = loss + float(self.hparams.head.get("weight", 1.0)) * craft_loss
         self.log(f"{stage}/loss", loss, on_step=train, on_epoch=True, prog_bar=stage in ("train", "val"),
-                 batch_size=images.shape[0], add_dataloader_idx=False)
+                 batch_size=n, add_dataloader_idx=False)
         metrics = self.train_metrics if train else self.val_metrics[stage]
         preds = logits.detach().argmax(1)
         metrics.update(preds, target)
-        if not train and stage in self.val_breakdowns and "group" in batch:
-            self.val_breakdowns[stage].update(preds, target, list(batch["group"]))
+        if train:
+            return loss
+        craft = self._craft_update(stage, preds, target, craft_logits, crafts) if craft_logits is not None else {}
+        if stage in self.val_breakdowns and "group" in batch:
+            self.val_breakdowns[stage].update(preds, target, list(batch["group"]), **craft)
         return loss
+
+    def _craft_update(self, stage: str, preds: torch.Tensor, target: torch.Tensor, craft_logits: torch.Tensor,
+                      crafts: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Class hits and box IoUs (box from the predicted mask, class right) of a validation batch."""
+        predicted = craft_logits.detach().argmax(1)
+        clean = torch.where(target == (self.hparams.ignore_index if self.hparams.ignore_index is not None else -1),
+                            0, target)
+        box_iou = spark2026.batch_box_ious(preds, clean, predicted, crafts, self.hparams.head.get("box", "union"))
+        correct = (predicted == crafts).double()
+        self.craft_metrics[stage].update(correct, box_iou)
+        return {"correct": correct, "box_iou": box_iou}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
@@ -106,16 +156,25 @@ class SegmentationModule(L.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._step(batch, self.val_names[dataloader_idx])
 
-    def _log_metrics(self, metrics) -> None:
-        self.log_dict(metrics.compute(), add_dataloader_idx=False)
+    def _log_metrics(self, metrics, name: str | None = None) -> None:
+        values = metrics.compute()
         metrics.reset()
+        if name in self.craft_metrics:  # SPARK 2026: classification, detection, accuracy and final
+            craft = self.craft_metrics[name]
+            values.update({f"{name}/{k}": v for k, v in spark2026.epoch_scores(
+                craft.compute(), values.get(f"{name}/spark_score"), self.network_cost, self.hparams.cost).items()})
+            craft.reset()
+        self.log_dict(values, add_dataloader_idx=False)
 
     def on_train_epoch_end(self) -> None:
         self._log_metrics(self.train_metrics)
 
     def on_validation_epoch_end(self) -> None:
+        if self.network_cost:
+            self.log_dict({"cost/params": float(self.network_cost["params"]),
+                           "cost/gflops": float(self.network_cost["gflops"])}, add_dataloader_idx=False)
         for name in self.val_names:
-            self._log_metrics(self.val_metrics[name])
+            self._log_metrics(self.val_metrics[name], name)
             breakdown = self.val_breakdowns[name] if name in self.val_breakdowns else None
             if breakdown is None:
                 continue
@@ -123,7 +182,7 @@ class SegmentationModule(L.LightningModule):
                 for kind, table in breakdown.compute().items():
                     for key, row in table.items():
                         self.log_dict({f"{name}/by_{kind}/{key}/{m}": float(row[m]) for m in
-                                       BREAKDOWN if row[m] == row[m]},  # not NaN
+                                       (*BREAKDOWN, *CRAFT_BREAKDOWN) if row.get(m, float("nan")) == row.get(m)},  # there, not NaN
                                       add_dataloader_idx=False)
             breakdown.reset()
 

@@ -21,6 +21,36 @@ from spark_lightning.errors import SparkDataError
 
 NPZ_SUFFIX = "_layer.npz"
 MANIFEST = PREDICTIONS_MANIFEST
+DETECTIONS = "detection.csv"  # SPARK 2026 detections as participants submitted them
+DETECTION_COLUMNS = ("filename", "class", "bbox")  # bbox: "(xmin, ymin, xmax, ymax)", pixels
+
+
+def write_detections(path: Path, rows: dict[str, tuple[str, str]]) -> None:
+    """``detection.csv``: one ``filename,class,bbox`` row per image (filename -> (class, bbox)),
+    sorted by filename, written whole or not at all."""
+    import csv
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(DETECTION_COLUMNS)
+    writer.writerows([name, *rows[name]] for name in sorted(rows))
+    write_bytes_atomic(path, buf.getvalue().encode())
+
+
+def read_detections(path: Path) -> dict[str, tuple[str, str]]:
+    """filename -> (class, bbox) of a ``detection.csv`` ({} when there is none); another header
+    is one line naming the file."""
+    import csv
+
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = tuple(next(reader, ()))
+        if header != DETECTION_COLUMNS:
+            raise SparkDataError(f"{path}: header {','.join(header)!r} is not {','.join(DETECTION_COLUMNS)!r}; "
+                                 "predict wrote it otherwise: move it away or predict again.")
+        return {row[0]: (row[1], row[2]) for row in reader if row}
 
 
 def save_mask_npz(path: Path, labels: np.ndarray) -> None:
@@ -63,11 +93,12 @@ def save_colour_mask(path: Path, labels: np.ndarray) -> None:
 
 
 def write_zip(folder: Path, name: str = "submission.zip") -> Path:
-    """Zip every ``*_layer.npz`` of a folder (sorted, flat) into ``folder/name``."""
+    """Zip every ``*_layer.npz`` of a folder (sorted, flat), and its ``detection.csv`` when there
+    is one (SPARK 2026), into ``folder/name``."""
 
     def write(f) -> None:
         with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:  # npz are compressed already
-            for path in sorted(folder.glob(f"*{NPZ_SUFFIX}")):
+            for path in sorted(folder.glob(f"*{NPZ_SUFFIX}")) + [p for p in [folder / DETECTIONS] if p.is_file()]:
                 zf.write(path, arcname=path.name)
 
     out = folder / name

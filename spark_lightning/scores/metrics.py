@@ -27,8 +27,11 @@ from spark_lightning.data.formats import SPARK_CLASSES
 # The names of the headline metrics (one place): what every validation set logs under its prefix
 # (val/..., val_<name>/...), loggers summarise by their best value and evaluate tabulates; and
 # the three every breakdown (by spacecraft, by object size) reports.
-HEADLINE = ("spark_score", "spark_body", "spark_panel", "iou", *(f"iou_{c}" for c in SPARK_CLASSES))
+# With a classification head (head=classify) each set also logs SPARK 2026's scores (spark2026.py).
+MULTITASK = ("cls_accuracy", "detection", "accuracy", "final")
+HEADLINE = ("spark_score", "spark_body", "spark_panel", "iou", *(f"iou_{c}" for c in SPARK_CLASSES), *MULTITASK)
 BREAKDOWN = ("spark_score", "iou_body", "iou_panel")
+CRAFT_BREAKDOWN = ("cls_accuracy", "detection")  # in breakdowns too, where a head gives them
 
 
 THRESHOLDS = torch.tensor([round(0.5 + 0.05 * i, 2) for i in range(10)], dtype=torch.float64)  # exact 0.80 etc.
@@ -151,8 +154,11 @@ def size_bin(share: float) -> str:
 
 
 def breakdown(iou_body: torch.Tensor, iou_panel: torch.Tensor, panel_scored: torch.Tensor,
-              keys: list[str]) -> dict[str, dict[str, float]]:
-    """SPARK score and mean IoUs of each subset of images sharing a key (type, size bin)."""
+              keys: list[str], correct: torch.Tensor | None = None,
+              box_iou: torch.Tensor | None = None) -> dict[str, dict[str, float]]:
+    """SPARK score and mean IoUs of each subset of images sharing a key (type, size bin); with
+    per-image class hits and box IoUs (NaN: not predicted) also SPARK 2026's classification
+    accuracy and detection score."""
     out = {}
     for key in sorted(set(keys)):
         sel = torch.tensor([k == key for k in keys])
@@ -160,6 +166,9 @@ def breakdown(iou_body: torch.Tensor, iou_panel: torch.Tensor, panel_scored: tor
         score = {k: float(v) for k, v in spark_from_ious(iou_body[sel], iou_panel[sel], scored).items()}
         out[key] = {"images": int(sel.sum()), **score, "iou_body": float(iou_body[sel].mean()),
                     "iou_panel": float(iou_panel[sel][scored].mean()) if scored.any() else float("nan")}
+        if correct is not None and box_iou is not None and not correct[sel].isnan().any():
+            out[key].update(cls_accuracy=float(correct[sel].mean()),
+                            detection=float((_hits(box_iou[sel]) / int(sel.sum())).mean()))
     return out
 
 
@@ -175,13 +184,19 @@ class GroupedSparkScore(Metric):
         self.add_state("rows", default=[], dist_reduce_fx="cat")
         self.names: list[str] = list(names or [])  # set by the module from the data: the same ids on every rank
 
-    def update(self, preds: torch.Tensor, target: torch.Tensor, groups: list[str]) -> None:
+    def update(self, preds: torch.Tensor, target: torch.Tensor, groups: list[str],
+               correct: torch.Tensor | None = None, box_iou: torch.Tensor | None = None) -> None:
+        """``correct`` / ``box_iou``: per image, class right and box IoU (with a classification head)."""
         ious = per_image_iou(preds, target, self.ignore_index)
+        nan = torch.full_like(ious["iou_body"], float("nan"))
+        correct = nan if correct is None else correct.to(nan)
+        box_iou = nan if box_iou is None else box_iou.to(nan)
         ids = [self.names.index(g) if g in self.names else self.names.append(g) or len(self.names) - 1 for g in groups]
         share = object_share(torch.where(target == (self.ignore_index if self.ignore_index is not None else -1),
                                          0, target))
         self.rows.append(torch.stack([ious["iou_body"], ious["iou_panel"], ious["panel_scored"].double(),
-                                      torch.tensor(ids, dtype=torch.float64, device=preds.device), share], 1))
+                                      torch.tensor(ids, dtype=torch.float64, device=preds.device), share,
+                                      correct, box_iou], 1))
 
     def compute(self) -> dict[str, dict[str, dict[str, float]]]:
         rows = self.rows if isinstance(self.rows, torch.Tensor) else torch.cat(self.rows) if self.rows else None
@@ -190,5 +205,6 @@ class GroupedSparkScore(Metric):
         rows = rows.cpu()
         body, panel, scored = rows[:, 0], rows[:, 1], rows[:, 2].bool()
         groups = [self.names[int(i)] if int(i) < len(self.names) else str(int(i)) for i in rows[:, 3]]
-        return {"spacecraft": breakdown(body, panel, scored, groups),
-                "size": breakdown(body, panel, scored, [size_bin(float(s)) for s in rows[:, 4]])}
+        craft = rows[:, 5], rows[:, 6]
+        return {"spacecraft": breakdown(body, panel, scored, groups, *craft),
+                "size": breakdown(body, panel, scored, [size_bin(float(s)) for s in rows[:, 4]], *craft)}

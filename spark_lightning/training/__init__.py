@@ -1,0 +1,1 @@
+"""The training core: the LightningModule, its losses, optimizers and schedules, the VRAM budget."""
