@@ -8,7 +8,13 @@ import csv
 import numpy as np
 import pytest
 
-from spark_lightning.data.boxes import CSV_COLUMNS, format_box, mask_box, parse_box, predicted_box
+from spark_lightning.data.boxes import (
+    CSV_COLUMNS,
+    format_box,
+    mask_box,
+    parse_box,
+    predicted_box,
+)
 from spark_lightning.data.spark import SparkFormat
 from spark_lightning.data.synth import generate
 from spark_lightning.errors import SparkDataError

@@ -10,9 +10,11 @@ import pytest
 import torch
 
 import spark_lightning.callbacks.monitoring as callbacks_mod
-from spark_lightning.callbacks import EpochSummary, PerfMonitor
+from spark_lightning.callbacks import EpochSummary, PerfMonitor, TrainingDiverged
 from spark_lightning.errors import ConfigError
 from spark_lightning.tasks import run_train
+
+from .conftest import tiny_train_config
 
 
 def test_perf_monitor_counts_training_time_only(monkeypatch):
@@ -239,3 +241,76 @@ def test_progress_bar_shows_the_planned_epochs_from_the_first_batches(tiny_root,
     run_train(cfg)
     assert len(seen) == 4 and seen[0].startswith("Epoch 1/")
     assert all(not d.endswith("/1000") for d in seen[1:]), seen
+
+
+def test_a_diverged_run_saves_no_best_checkpoint(tiny_root, tmp_path):
+    """Weights turned NaN by the optimizer in the first epoch: neither a best checkpoint nor
+    last.ckpt takes them, and the run fails (the NaN guard) at the next loss it looks at."""
+    cfg = tiny_train_config(tiny_root, tmp_path, ["optimizer=sgd", "optimizer.lr=1e30", "scheduler=none",
+                                                  "callbacks.nan_guard.check_every_n_steps=1000", "trainer.max_epochs=3"])
+    with pytest.raises(TrainingDiverged):  # at the first loss it looks at after the weights became NaN
+        run_train(cfg)
+    folder = Path(cfg.paths.output_dir) / "checkpoints"
+    assert not list(folder.glob("epoch*.ckpt")) and not (folder / "best.ckpt").exists()
+    for path in folder.glob("*.ckpt"):
+        state = torch.load(path, weights_only=False)["state_dict"]
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()), path.name
+
+
+def test_progress_bar_null_removes_every_bar(tiny_root, tmp_path):
+    cfg = tiny_train_config(tiny_root, tmp_path, ["trainer.enable_progress_bar=true", "callbacks.progress_bar=null"])
+    trainer = run_train(cfg)["trainer"]
+    assert trainer.progress_bar_callback is None
+
+
+def _recompute_bn(module, batches):
+    """Precise BN by hand: cumulative BatchNorm statistics of ``batches`` on the module's weights."""
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    module.train()
+    with torch.no_grad():
+        for images in batches:
+            module(images)
+    return {n: b.clone() for n, b in module.named_buffers() if "running_mean" in n}
+
+
+def test_ema_validates_and_checkpoints_averaged_weights_with_their_bn_statistics(tiny_root, tmp_path):
+    cfg = tiny_train_config(tiny_root, tmp_path, ["callbacks=[default,ema]", "callbacks.ema.decay=0.5",
+                                                  "trainer.max_epochs=2"])
+    result = run_train(cfg)
+    ckpt = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)
+    averaged, current = ckpt["state_dict"], ckpt["current_model_state"]
+    assert any(not torch.equal(averaged[k], current[k]) for k in averaged if "weight" in k)
+    precise = next(c for c in result["trainer"].callbacks if type(c).__name__ == "PreciseBatchNorm")
+    module = result["module"]
+    module.load_state_dict(averaged)
+    expected = _recompute_bn(module, precise._recent)
+    for name, mean in expected.items():  # BN statistics re-estimated for the averaged weights
+        assert torch.allclose(averaged[name], mean, atol=1e-4), name
+    cfg.trainer.max_epochs, cfg.resume = 3, "auto"  # resumes with the averaging state
+    assert run_train(cfg)["trainer"].current_epoch == 3
+
+
+def test_early_stopping_reports_its_best_epoch(tiny_root, tmp_path):
+    """Monitoring the validation loss for a *maximum*: training lowers it, so the first epoch is
+    the best and early stopping ends the run soon after; the run must report that first epoch,
+    not the last one."""
+    cfg = tiny_train_config(tiny_root, tmp_path, ["callbacks=[default,early_stopping]", "callbacks.early_stopping.patience=1",
+                                                  "optimized_metric=val/loss", "optimized_mode=max", "optimizer.lr=1e-2",
+                                                  "scheduler=none", "trainer.max_epochs=8"])
+    result = run_train(cfg)
+    history = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())["history"]
+    assert 2 <= len(history) < 8  # stopped early
+    best = max(history, key=lambda h: h["val/loss"])
+    assert best["epoch"] != history[-1]["epoch"] and best["val/loss"] != history[-1]["val/loss"]
+    assert result["metrics"]["epoch"] == best["epoch"] and result["metrics"]["val/loss"] == best["val/loss"]
+
+
+def test_nan_guard_names_the_step(tiny_root, tmp_path):
+    cfg = tiny_train_config(tiny_root, tmp_path, ["optimizer=sgd", "optimizer.lr=1e12", "scheduler=none",
+                                                  "callbacks.nan_guard.check_every_n_steps=1", "trainer.max_epochs=5"])
+    with pytest.raises(TrainingDiverged, match=r"training loss became (nan|inf) at step \d+ \(epoch \d"):
+        run_train(cfg)
+    assert "TrainingDiverged" in (Path(cfg.paths.output_dir) / "FAILED").read_text()

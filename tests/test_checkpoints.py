@@ -8,6 +8,7 @@ callable that writes a file. Neither may run, and each is refused in one line na
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -164,3 +165,85 @@ def test_torch_security_warnings_are_not_silenced():
         quiet_libraries()
         warnings.warn("You are using `torch.load` with `weights_only=False`", FutureWarning)
     assert any("weights_only" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: p.write_bytes(b""), r"is empty \(0 bytes\): a save was interrupted"),
+    (lambda p: p.write_bytes(b"garbage" * 10), r"is damaged or not a checkpoint"),
+    (lambda p: p.mkdir(), r"is a folder: give the .ckpt file inside it"),
+    (lambda p: torch.save({"weights": 1}, p), r"is not a spark_lightning checkpoint"),
+    (lambda p: None, r"does not exist"),
+])
+def test_bad_checkpoints_for_predict(trained_ckpt, tiny_root, tmp_path, make, message):
+    bad = tmp_path / "bad.ckpt"
+    make(bad)
+    cfg = compose_task("predict", [f"ckpt={bad}", f"input={tiny_root / 'stream-1-test'}", f"output={tmp_path / 'o'}"],
+                       tmp_path / "h")
+    with pytest.raises(CheckpointError, match=message):
+        run_predict(cfg)
+
+
+def test_resume_from_damaged_last_names_the_other_checkpoints(cfg_tiny):
+    run_train(cfg_tiny)
+    folder = Path(cfg_tiny.paths.output_dir) / "checkpoints"
+    good = next(folder.glob("epoch*.ckpt"))
+    (folder / "last.ckpt").write_bytes((folder / "last.ckpt").read_bytes()[:1000])
+    cfg_tiny.resume = "auto"
+    with pytest.raises(CheckpointError, match=rf"last.ckpt is damaged .* beside it \(not opened; newest first\): "
+                                              rf"{re.escape(good.name)}"):
+        run_train(cfg_tiny)
+
+
+def test_resume_with_checkpoint_of_another_model_says_which(cfg_tiny, tmp_path):
+    run_train(cfg_tiny)
+    cfg_tiny.ckpt_path = str(Path(cfg_tiny.paths.output_dir) / "checkpoints" / "last.ckpt")
+    cfg_tiny.model.arch, cfg_tiny.model.encoder = "unet", "resnet18"
+    with pytest.raises(CheckpointError, match=r"holds model tiny/none but this run asks for unet/resnet18"):
+        run_train(cfg_tiny)
+
+
+def _diverged(ckpt: Path, tmp_path: Path) -> Path:
+    data = torch.load(ckpt, weights_only=False)
+    data["state_dict"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                          for k, v in data["state_dict"].items()}
+    path = tmp_path / "nan.ckpt"
+    torch.save(data, path)
+    return path
+
+
+def test_non_finite_checkpoints_are_refused(trained_ckpt, tiny_root, tmp_path):
+    bad = _diverged(trained_ckpt, tmp_path)
+    cfg = compose_task("predict", [f"ckpt={bad}", f"input={tiny_root / 'stream-1-test'}", f"output={tmp_path / 'o'}"],
+                       tmp_path / "p")
+    with pytest.raises(CheckpointError, match="holds non-finite weights .*its run diverged"):
+        run_predict(cfg)
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.npz"))
+
+
+def test_init_from_loads_weights_only_and_starts_fresh(cfg_tiny, tiny_root, tmp_path):
+    cfg_tiny.trainer.max_epochs = 2
+    first = run_train(cfg_tiny)
+    ckpt = Path(cfg_tiny.paths.output_dir) / "checkpoints" / "last.ckpt"
+    cfg = tiny_train_config(tiny_root, tmp_path / "ft", [f"init_from={ckpt}", "optimizer.lr=1e-5"])
+    tuned = run_train(cfg)
+    assert tuned["trainer"].global_step == 2 and tuned["trainer"].current_epoch == 1  # a fresh counter, 1 epoch
+    start = torch.load(ckpt, weights_only=False)["state_dict"]
+    params = dict(tuned["module"].named_parameters())
+    moved = max(float((params[k] - v).abs().max()) for k, v in start.items() if k in params)
+    assert moved < 0.01  # started from the checkpoint's weights, barely moved at lr 1e-5
+    assert first["trainer"].optimizers[0] is not tuned["trainer"].optimizers[0]
+
+
+def test_init_from_lists_what_does_not_fit(cfg_tiny, tiny_root, tmp_path):
+    run_train(cfg_tiny)
+    ckpt = torch.load(Path(cfg_tiny.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)
+    head = [k for k in ckpt["state_dict"] if "head" in k]
+    for key in head:  # another head: a checkpoint trained for something else
+        ckpt["state_dict"][key.replace("head", "other_head")] = ckpt["state_dict"].pop(key)
+    other = tmp_path / "other.ckpt"
+    torch.save(ckpt, other)
+    cfg = tiny_train_config(tiny_root, tmp_path / "a", [f"init_from={other}"])
+    with pytest.raises(CheckpointError, match=r"2 missing, 2 unexpected.*model.head.weight.*init_from_strict=false"):
+        run_train(cfg)
+    cfg = tiny_train_config(tiny_root, tmp_path / "b", [f"init_from={other}", "init_from_strict=false"])
+    assert run_train(cfg)["trainer"].global_step == 2

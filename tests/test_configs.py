@@ -12,10 +12,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from spark_lightning.run.builders import build_module, instantiate_dict
-from spark_lightning.run.plan import resolve_precision
 from spark_lightning.data.datamodule import SparkDataModule
 from spark_lightning.data.synth import SyntheticSpark
+from spark_lightning.run.builders import build_module, instantiate_dict
+from spark_lightning.run.plan import resolve_precision
 
 from .conftest import CONF_DIR, compose_train
 

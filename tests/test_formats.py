@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import textwrap
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -85,3 +86,10 @@ def test_second_format_trains_evaluates_and_predicts(png_plugin, tmp_path):
         assert pred.shape == truth.shape == (64, 64)
         union = ((pred == 1) | (truth == 1)).sum()
         assert row["iou_body"] == pytest.approx(((pred == 1) & (truth == 1)).sum() / union if union else 1.0)
+
+
+def test_16_bit_image_is_scaled_not_clipped(tmp_path):
+    grey = np.full((16, 16), 20000, np.uint16)
+    cv2.imwrite(str(tmp_path / "g_img.png"), grey)
+    rgb = SparkFormat().read_image(tmp_path / "g_img.png")
+    assert rgb.dtype == np.uint8 and (rgb == round(20000 / 257)).all()

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from spark_lightning.scores.metrics import SparkScore, segmentation_metrics, spark_score
+from spark_lightning.tasks import run_evaluate, run_train
+
+from .conftest import compose_task, tiny_train_config
 
 THRESHOLDS = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
 
@@ -122,3 +127,24 @@ def test_breakdown_names_are_portable_metric_names():
     assert sorted(result["size"]) == ["1to5pct", "5to20pct", "gt20pct", "lt1pct"]
     names = [f"val/by_{kind}/{key}/spark_score" for kind, rows in result.items() for key in rows]
     assert all(re.fullmatch(r"[\w\-. /]+", n) for n in names), names
+
+
+def test_breakdowns_by_spacecraft_and_size_in_training_evaluation_and_report(tiny_root, tmp_path):
+    from spark_lightning.tasks.report import write_report
+
+    cfg = tiny_train_config(tiny_root, tmp_path / "sweep" / "0")
+    run_train(cfg)
+    best = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())["best"]
+    by_type = {k.split("/")[2] for k in best if k.startswith("val/by_spacecraft/")}
+    assert len(by_type) >= 3 and any(k.startswith("val/by_size/") for k in best)
+    write_report(tmp_path / "sweep")
+    assert "## SPARK score by spacecraft" in (tmp_path / "sweep" / "report.md").read_text()
+    assert (tmp_path / "sweep" / "by_spacecraft.png").stat().st_size > 1000
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    result = run_evaluate(compose_task("evaluate", [f"data.root={tiny_root}", f"ckpt={ckpt}", "predict.num_workers=0"],
+                                       tmp_path / "e"))
+    report = json.loads((tmp_path / "e" / "eval.json").read_text())
+    assert sum(r["images"] for r in report["by_spacecraft"].values()) == 6 == len(report["per_image"])
+    assert set(report["by_object_size"]) <= {"lt1pct", "1to5pct", "5to20pct", "gt20pct"}
+    assert (tmp_path / "e" / "breakdown.png").stat().st_size > 1000
+    assert json.loads(json.dumps(result["breakdowns"]["spacecraft"])) == report["by_spacecraft"]

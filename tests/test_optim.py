@@ -7,9 +7,19 @@ import math
 import pytest
 import torch
 
-from spark_lightning.training.vram import apply_budget, largest_fitting_batch, split_batch
 from spark_lightning.models import build_model
-from spark_lightning.training.optim import build_optimizer, cosine, onecycle, param_groups, poly
+from spark_lightning.training.optim import (
+    build_optimizer,
+    cosine,
+    onecycle,
+    param_groups,
+    poly,
+)
+from spark_lightning.training.vram import (
+    apply_budget,
+    largest_fitting_batch,
+    split_batch,
+)
 
 from .conftest import compose_train
 

@@ -35,8 +35,9 @@ def test_an_idle_machine_keeps_torch_defaults(monkeypatch):
 def test_console_commands_are_the_python_m_commands():
     """pyproject's [project.scripts]: spark-train etc. call the same main() as python -m."""
     import importlib
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     scripts = tomllib.loads((Path(spark_lightning.__file__).parents[1] / "pyproject.toml").read_text())["project"][
         "scripts"]

@@ -14,7 +14,12 @@ from torch import nn
 
 from spark_lightning.data.spark import SparkFormat
 from spark_lightning.errors import CheckpointError, ConfigError, SparkDataError
-from spark_lightning.inference.probabilities import PredictOptions, Predictor, iter_predictions, slide_probs
+from spark_lightning.inference.probabilities import (
+    PredictOptions,
+    Predictor,
+    iter_predictions,
+    slide_probs,
+)
 from spark_lightning.inference.writers import load_mask_npz, save_mask_npz
 from spark_lightning.tasks import run_evaluate, run_predict, run_train
 
@@ -25,6 +30,8 @@ def scan_split(root, split):
 
 def read_mask(path):
     return SparkFormat().read_mask(path)
+
+import errno
 
 from .conftest import CONF_DIR, compose_task, tiny_train_config
 
@@ -395,3 +402,115 @@ def test_a_classifier_writes_detection_csv_that_evaluate_scores(multitask_run, t
     for key in ("cls_accuracy", "detection", "accuracy", "final", "spark_score"):
         assert folder["metrics"][key] == pytest.approx(direct["metrics"][key]), key
     assert "cls_accuracy" in next(iter(folder["breakdowns"]["spacecraft"].values()))
+
+
+def test_predict_output_that_is_a_file(trained_ckpt, tiny_root, tmp_path):
+    out = tmp_path / "out"
+    out.write_text("")
+    cfg = compose_task("predict", [f"ckpt={trained_ckpt}", f"input={tiny_root / 'stream-1-test'}", f"output={out}"],
+                       tmp_path / "h")
+    with pytest.raises(ConfigError, match=r"output=.*out is a file: give a folder"):
+        run_predict(cfg)
+
+
+def test_predict_never_writes_over_ground_truth(trained_ckpt, tiny_root, tmp_path):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    truth = next(tiny_root.glob("mask/*/val/*_layer.jpg"))
+    (masks / "000000_layer.png").write_bytes(b"ground truth")
+    (masks / truth.name).write_bytes(truth.read_bytes())
+    cfg = compose_task("predict", [f"ckpt={trained_ckpt}", f"input={tiny_root / 'stream-1-test'}", f"output={masks}",
+                                   "save_png=true", "overwrite=true", "predict.num_workers=0"], tmp_path / "p")
+    with pytest.raises(ConfigError, match="files predict did not write"):
+        run_predict(cfg)
+    assert (masks / "000000_layer.png").read_bytes() == b"ground truth"
+    assert sorted(p.name for p in masks.iterdir()) == sorted(["000000_layer.png", truth.name])
+
+
+@pytest.mark.parametrize("theirs", ["predictions.json", "submission.zip"])
+def test_predict_never_replaces_a_manifest_or_zip_it_did_not_write(trained_ckpt, tiny_root, tmp_path, theirs):
+    """A parseable predictions.json of someone else's is not ours: it neither switches off the
+    check for foreign files nor gets replaced; nor does a submission.zip predict did not write."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / theirs).write_text('{"checkpoints": [], "options": []}')
+    (out / "000000_layer.png").write_bytes(b"hand-corrected mask")
+    cfg = compose_task("predict", [f"ckpt={trained_ckpt}", f"input={tiny_root / 'stream-1-test'}", f"output={out}",
+                                   "overwrite=true", "predict.num_workers=0"], tmp_path / "p")
+    with pytest.raises(ConfigError, match="files predict did not write"):
+        run_predict(cfg)
+    assert (out / theirs).read_text() == '{"checkpoints": [], "options": []}'
+    assert (out / "000000_layer.png").read_bytes() == b"hand-corrected mask"
+    assert sorted(p.name for p in out.iterdir()) == sorted([theirs, "000000_layer.png"])
+
+
+def test_predict_reads_every_image_and_says_what_it_skipped(trained_ckpt, tiny_root, tmp_path, caplog):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = Image.open(next(tiny_root.glob("stream-1-test/*_img.jpg")))
+    for name in ("a.png", "b.jpeg", "C.JPG", "plain.jpg", "d_img.jpg", "e.tif"):
+        image.save(folder / name)
+    (folder / "notes.txt").write_text("x")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    (folder / "f_layer.png").write_bytes(b"a mask")
+    caplog.set_level("WARNING")
+    out = tmp_path / "out"
+    result = run_predict(compose_task("predict", [f"ckpt={trained_ckpt}", f"input={folder}", f"output={out}",
+                                                  "predict.num_workers=0"], tmp_path / "p"))
+    assert result["written"] == 6
+    assert sorted(p.name for p in out.glob("*_layer.npz")) == sorted(
+        f"{n}_layer.npz" for n in ("a", "b", "C", "plain", "d", "e"))
+    text = caplog.text
+    assert "not an image: notes.txt" in text and "unreadable" in text and "broken.jpg" in text
+    assert "a mask (_layer.*): f_layer.png" in text
+
+
+def test_predictions_survive_a_disk_full_midway(trained_ckpt, tiny_root, tmp_path, monkeypatch):
+    """Disk full on the 2nd file: the 1st stays whole, no temp is left, a rerun completes."""
+    import spark_lightning.inference.writers as outputs
+
+    out = tmp_path / "pred"
+    real = outputs.write_bytes_atomic
+    calls = []
+
+    def full_after_one(path, data):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, f"cannot write {path}: the disk is full: free space or choose another folder")
+        real(path, data)
+
+    monkeypatch.setattr(outputs, "write_bytes_atomic", full_after_one)
+    cfg = compose_task("predict", [f"ckpt={trained_ckpt}", f"input={tiny_root / 'stream-1-test'}", f"output={out}",
+                                   "predict.num_workers=0"], tmp_path / "h")
+    with pytest.raises(OSError, match="disk is full"):
+        run_predict(cfg)
+    assert not torch.is_inference_mode_enabled()  # the stopped prediction loop leaked no grad mode
+    assert len(list(out.glob("*_layer.npz"))) == 1 and not list(out.glob(".*tmp-*"))
+    monkeypatch.undo()
+    assert run_predict(cfg)["written"] == 2
+    assert all(np.load(p)["arr_0"].shape == (64, 64) for p in out.glob("*_layer.npz"))
+
+
+def test_ensemble_of_different_models_and_sizes_with_scales(trained_ckpt, tiny_root, tmp_path):
+    other_cfg = tiny_train_config(tiny_root, tmp_path, ["model.width=4", "data.size=64"])
+    run_train(other_cfg)
+    other = Path(other_cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    cfg = compose_task("predict", [f"ckpt=[{trained_ckpt},{other}]", f"input={tiny_root / 'stream-1-test'}",
+                                   f"output={tmp_path / 'pred'}", "predict.scales=[0.75,1.0]", "predict.tta=flip",
+                                   "predict.num_workers=0"], tmp_path / "h")
+    assert run_predict(cfg)["written"] == 3
+    manifest = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert [o["size"] for o in manifest["options"]] == [48, 64] and len(manifest["checkpoints"]) == 2
+    # The ensemble's probabilities are the mean of its members' (each at its own size, with the
+    # scales and flips), and predict wrote their argmax.
+    from spark_lightning.inference.predictors import load_predictors
+    from spark_lightning.inference.probabilities import iter_predictions
+    from spark_lightning.inference.writers import load_mask_npz
+
+    members = load_predictors([str(trained_ckpt), str(other)], cfg.predict, "cpu")
+    assert [m.options.size for m in members] == [48, 64]
+    path = sorted((tiny_root / "stream-1-test").rglob("*_img.jpg"))[0]
+    (_, labels, mean, _), = iter_predictions(members, [path], SparkFormat())
+    alone = [next(iter_predictions([m], [path], SparkFormat()))[2] for m in members]
+    assert torch.allclose(mean, (alone[0] + alone[1]) / 2, atol=1e-5) and not torch.allclose(alone[0], alone[1])
+    assert (load_mask_npz(tmp_path / "pred" / path.name.replace("_img.jpg", "_layer.npz")) == labels).all()

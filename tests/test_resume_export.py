@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from spark_lightning.callbacks import AtomicCheckpointIO
+from spark_lightning.errors import ConfigError, SparkDataError
 from spark_lightning.tasks import run_export, run_train
 
 from .conftest import compose_task
@@ -119,7 +120,7 @@ def test_onnx_export_parity(trained_ckpt, tmp_path, capsys):
 def test_export_replaces_only_its_own_files(trained_ckpt, tmp_path):
     """output= the checkpoint, a file of yours, or a foreign ``.data`` beside it: refused in one
     line and untouched; export's own earlier file is replaced; overwrite=true replaces yours."""
-    from spark_lightning.errors import ConfigError, SparkDataError
+    from spark_lightning.errors import SparkDataError
     from spark_lightning.tasks.export import read_manifest
 
     def export(output, *extra):
@@ -194,3 +195,9 @@ def test_time_budget_survives_sigkill_and_resume(tiny_root, tmp_path):
     # and the schedule ends near zero on time (the bug ended at 70 % of the peak): a revised plan
     # spreads the rest of the schedule over its steps, so even one epoch left ends below 10 %
     assert lrs[-1] < 0.1 * 3e-3
+
+
+def test_export_into_a_missing_folder(trained_ckpt, tmp_path):
+    cfg = compose_task("export", [f"ckpt={trained_ckpt}", f"output={tmp_path / 'nope' / 'm.onnx'}"], tmp_path)
+    with pytest.raises(SparkDataError, match=r"folder .*nope does not exist; create it or choose another output="):
+        run_export(cfg)

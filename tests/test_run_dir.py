@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ from omegaconf import OmegaConf
 from spark_lightning.run.run_dir import RunDirGuard, run_dir_lock
 from spark_lightning.tasks import run_train
 
-from .conftest import tiny_train_config
+from .conftest import compose_task, tiny_train_config
 
 
 def _hydra_config(run_dir: Path, task: str = "train", **keys) -> object:
@@ -102,3 +105,80 @@ def test_a_slurm_requeued_training_continues_its_run(tiny_root, tmp_path, monkey
     assert "SLURM requeued this job (SLURM_RESTART_COUNT=2)" in caplog.text
     history = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1, 2]
+
+
+def _long_smoke_run(tiny_root, tmp_path, epochs: int):
+    """(run dir, command, environment) of a smoke training that runs until it is stopped."""
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "SPARK_LIGHTNING_CACHE": str(tmp_path / "cache")}
+    args = [sys.executable, "-m", "spark_lightning.train", "debug=smoke", f"data.root={tiny_root}",
+            f"data.cache_dir={tmp_path / 'c'}", f"trainer.max_epochs={epochs}", f"hydra.run.dir={run_dir}"]
+    return run_dir, args, env
+
+
+def test_a_second_training_into_the_same_run_dir_stops(tiny_root, tmp_path):
+    from spark_lightning.run.run_dir import RunDirBusy, run_dir_lock
+
+    cfg = tiny_train_config(tiny_root, tmp_path)
+    run_dir = Path(cfg.paths.output_dir)
+    with run_dir_lock(run_dir):  # as if another training held it
+        with pytest.raises(RunDirBusy, match=f"run directory {run_dir} is in use by another training .pid {os.getpid()}"):
+            run_train(cfg)
+    assert not (run_dir / "FAILED").exists() and not (run_dir / "config.yaml").exists()  # nothing of the first touched
+    run_train(cfg)  # free again
+
+
+def test_a_fresh_training_into_a_finished_run_dir_replaces_nothing(tiny_root, tmp_path):
+    """What a requeued job that forgot resume=auto does: stopped in one line, the first run's
+    checkpoints, metrics, plan and FAILED marker untouched; resume=auto or overwrite=true go on."""
+    from spark_lightning.run.run_dir import RunDirFinished
+
+    cfg = tiny_train_config(tiny_root, tmp_path)
+    run_dir = Path(cfg.paths.output_dir)
+    run_train(cfg)
+    (run_dir / "FAILED").write_text("an earlier attempt's cause\n")
+    before = {p: p.read_bytes() for p in [run_dir / "metrics.json", run_dir / "config.yaml",
+                                          *sorted((run_dir / "checkpoints").glob("*.ckpt"))]}
+    with pytest.raises(RunDirFinished, match=rf"run directory {run_dir} already holds a training "
+                                             r"\(checkpoints/last.ckpt, checkpoints/best.ckpt, metrics.json\): "
+                                             r"resume=auto continues it; .* overwrite=true to replace it"):
+        run_train(cfg)
+    assert {p: p.read_bytes() for p in before} == before
+    assert (run_dir / "FAILED").read_text() == "an earlier attempt's cause\n"  # not cleared, not rewritten
+    stale = run_dir / "checkpoints" / ".last.ckpt.tmp-999999999"  # a run killed while saving (no such pid)
+    stale.write_bytes(b"half a checkpoint")
+    cfg.overwrite = True
+    run_train(cfg)
+    assert not (run_dir / "FAILED").exists() and json.loads((run_dir / "metrics.json").read_text())["history"]
+    assert not stale.exists()
+
+
+def test_another_command_into_a_run_dir_keeps_its_markers(trained_ckpt, tiny_root, tmp_path):
+    from spark_lightning.tasks import run_evaluate
+
+    run_dir = trained_ckpt.parents[1]
+    (run_dir / "PRUNED").write_text("pruned after epoch 1\n")
+    cfg = compose_task("evaluate", [f"ckpt={trained_ckpt}", f"data.root={tiny_root}", "predict.num_workers=0",
+                                    "worst=0"], run_dir)
+    run_evaluate(cfg)
+    assert (run_dir / "PRUNED").read_text() == "pruned after epoch 1\n"
+    (run_dir / "PRUNED").unlink()
+
+
+def test_two_trainings_at_once_as_processes(tiny_root, tmp_path):
+    """The real case: two commands into one hydra.run.dir; the second stops with one line."""
+    run_dir, args, env = _long_smoke_run(tiny_root, tmp_path, 400)
+    first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "config.yaml").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        hydra_files = {p: p.stat().st_mtime_ns for p in (run_dir / ".hydra").iterdir()}
+        second = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert {p: p.stat().st_mtime_ns for p in (run_dir / ".hydra").iterdir()} == hydra_files  # not rewritten
+    finally:
+        first.kill()
+        first.wait()
+    assert second.returncode == 1 and "is in use by another training" in second.stdout + second.stderr
+    assert "Traceback" not in second.stdout + second.stderr
+    assert "in use by another training" not in (run_dir / "train.log").read_text()  # nothing in the first's log

@@ -18,7 +18,11 @@ optuna = pytest.importorskip("optuna")
 
 
 def test_hydra_sweep_syntax_becomes_optuna_distributions():
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
 
     from spark_lightning.search.space import parse
 
@@ -32,7 +36,14 @@ def test_hydra_sweep_syntax_becomes_optuna_distributions():
 
 
 def test_a_dead_workers_trial_is_failed_and_queued_again(tmp_path):
-    from spark_lightning.search.study import HEARTBEAT, REASON, RETRY_OF, counts, fail_stale, storage
+    from spark_lightning.search.study import (
+        HEARTBEAT,
+        REASON,
+        RETRY_OF,
+        counts,
+        fail_stale,
+        storage,
+    )
 
     study = optuna.create_study(study_name="s", storage=storage(None, tmp_path), direction="maximize")
     alive, dead = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
@@ -210,3 +221,24 @@ def test_n_trials_below_one_is_one_line(tiny_root, tmp_path, monkeypatch, capsys
     args = _search_args(tiny_root, tmp_path, tmp_path / "search", "hydra.sweeper.n_trials=0")
     assert run_main("train", args, monkeypatch) != 0
     assert "hydra.sweeper.n_trials=0: give a whole number >= 1" in "".join(capsys.readouterr())
+
+
+@pytest.mark.slow
+def test_a_diverging_trial_fails_and_the_optuna_search_goes_on(tiny_root, tmp_path, monkeypatch):
+    import optuna
+
+    sweep = tmp_path / "optuna"
+    args = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.sampler.n_startup_trials=4",
+            "optimizer.lr=choice(0.001,1e12)", "optimizer=sgd",
+            "scheduler=none", "callbacks.nan_guard.check_every_n_steps=1", "trainer.max_epochs=3",
+            *smoke_args(tiny_root, tmp_path), f"hydra.sweep.dir={sweep}"]
+    run_main("train", [*args, "hydra.sweeper.pruner=null"], monkeypatch)
+    from spark_lightning.search.study import storage
+
+    study = optuna.load_study(study_name="spark_search", storage=storage(None, sweep))
+    states = {t.params["optimizer.lr"]: t.state.name for t in study.trials}
+    assert len(study.trials) == 4 and states[1e12] == "FAIL" and states[0.001] == "COMPLETE"
+    failed = [p for p in sweep.glob("*/FAILED")]
+    assert failed and all("TrainingDiverged" in p.read_text() for p in failed)
+    reasons = [t.user_attrs["fail_reason"] for t in study.trials if t.state.name == "FAIL"]
+    assert reasons and all(r.startswith("TrainingDiverged: training loss became") for r in reasons)  # its one-line cause

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
+from spark_lightning.data.datamodule import SparkDataModule
 from spark_lightning.data.formats import read_rgb
 from spark_lightning.data.spark import SPACECRAFT, SparkFormat, decode_mask, encode_mask
 from spark_lightning.errors import SparkDataError
@@ -122,3 +125,123 @@ def test_find_images_finds_test_folder(tiny_root, tmp_path):
     (tmp_path / "other.jpg").write_bytes(b"")
     with pytest.raises(SparkDataError, match="no readable images under"):
         fmt.find_images(tmp_path)
+
+
+SPARK = {"_target_": "spark_lightning.data.spark.SparkFormat"}
+
+
+@pytest.fixture
+def root(tiny_root, tmp_path) -> Path:
+    """A private copy of the tiny set, to damage."""
+    return Path(shutil.copytree(tiny_root, tmp_path / "data"))
+
+
+def first(root: Path, split: str = "val"):
+    return SparkFormat(root).samples(split)[0]
+
+
+def prepare(root: Path, tmp_path: Path, **kwargs) -> SparkDataModule:
+    dm = SparkDataModule(SPARK, root=str(root), size=kwargs.pop("size", 32), num_workers=0,
+                         cache_dir=str(tmp_path / "cache"), **kwargs)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def write_mask(path: Path, labels: np.ndarray, colours: np.ndarray | None = None) -> None:
+    rgb = encode_mask(labels) if colours is None else colours[labels]
+    cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 95])
+
+
+def labels_of(root: Path) -> np.ndarray:
+    return SparkFormat(root).read_mask(first(root).mask)
+
+
+def pink_purple_masks(root):
+    sample, labels = first(root), labels_of(root)
+    write_mask(sample.mask, labels, np.array([[0, 0, 0], [255, 105, 180], [128, 0, 128]], np.uint8))
+
+
+def index_png_masks(root):
+    """Index masks (0/1/2 grey) are read as class ids, not as all background: correct result."""
+    sample, labels = first(root), labels_of(root)
+    Image.fromarray(labels).save(sample.mask, format="PNG")  # keeps the _layer.jpg name
+
+
+def binary_masks(root):
+    sample, labels = first(root), labels_of(root)
+    Image.fromarray((labels > 0).astype(np.uint8) * 255).save(sample.mask, format="PNG")
+
+
+def mask_of_other_size(root):
+    sample = first(root)
+    write_mask(sample.mask, np.zeros((48, 48), np.uint8))
+
+
+def truncated_val_image(root):
+    sample = SparkFormat(root).samples("val")[-1]  # the last validation batch
+    sample.image.write_bytes(sample.image.read_bytes()[:200])
+
+
+def two_truncated_images(root):
+    truncated_val_image(root)
+    sample = SparkFormat(root).samples("train")[0]
+    sample.image.write_bytes(b"not a jpeg at all")
+
+
+def unknown_spacecraft_folders(root):
+    """A hand-made set with folders of other names (and no CSVs, which would name the old ones)."""
+    for name in ("train.csv", "val.csv"):
+        (root / name).unlink()
+    for top in ("images", "mask"):
+        shutil.copytree(root / top / "Soho", root / top / "Hubble")
+        (root / top / "XMM Newton").rename(root / top / "XMM_Newton")
+
+
+DATA_CASES = [
+    ("pink/purple mask colours", pink_purple_masks, SparkDataError,
+     r"_layer.jpg: \d+ pixels .* neither black, red .* nor blue .*most common: .*(\(240, 112, 176\)|\(144, 16, 144\))"),
+    ("binary 0/255 mask", binary_masks, SparkDataError, r"is single-channel with values \[0, 255\]: expected SPARK"),
+    ("mask of another size than its image", mask_of_other_size, SparkDataError,
+     r"mask .*_layer.jpg is 48x48 but image .*_img.jpg is 64x64: they must match"),
+    ("truncated image in the last val batch", truncated_val_image, SparkDataError,
+     r"1 unreadable file\(s\):\n  cannot read image .*_img.jpg"),
+    ("two broken images, reported at once", two_truncated_images, SparkDataError, r"2 unreadable file\(s\)"),
+]
+
+
+@pytest.mark.parametrize(("damage", "error", "message"), [c[1:] for c in DATA_CASES], ids=[c[0] for c in DATA_CASES])
+def test_bad_data_stops_before_training(root, tmp_path, damage, error, message):
+    """Every file is decoded into the cache up front: the error comes before the first step."""
+    damage(root)
+    with pytest.raises(error, match=message):
+        prepare(root, tmp_path)
+
+
+def test_without_cache_headers_are_checked_up_front_and_masks_on_reading(root, tiny_root, tmp_path):
+    garbage = first(root, "train").image
+    garbage.write_bytes(b"not a jpeg at all")
+    with pytest.raises(SparkDataError, match=r"1 unreadable file\(s\):\n  cannot read image .*_img.jpg"):
+        prepare(root, tmp_path, cache=False)
+    shutil.copy(tiny_root / garbage.relative_to(root), garbage)
+    pink_purple_masks(root)
+    dm = prepare(root, tmp_path, cache=False)
+    with pytest.raises(SparkDataError, match=r"neither black, red .* nor blue"):
+        dm.val_set[0]
+
+
+def test_index_masks_are_read_as_class_ids(root, tmp_path):
+    expected = labels_of(root)
+    index_png_masks(root)
+    assert (SparkFormat(root).read_mask(first(root).mask) == expected).all()
+    prepare(root, tmp_path)  # and the data module accepts them
+
+
+def test_unknown_spacecraft_folders_are_read_with_one_warning(root, caplog):
+    copied = len(list((root / "images" / "Soho" / "train").iterdir()))
+    unknown_spacecraft_folders(root)
+    caplog.set_level("WARNING")
+    samples = SparkFormat(root).samples("train")
+    assert {s.group for s in samples} >= {"Hubble", "XMM_Newton"} and len(samples) == 24 + copied
+    warnings = [r.getMessage() for r in caplog.records if "outside the ten SPARK 2024 names" in r.getMessage()]
+    assert len(warnings) == 1 and "Hubble, XMM_Newton" in warnings[0]

@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 
 from spark_lightning.data.boxes import box_iou
-from spark_lightning.scores.spark2026 import (accuracy_score, classification_accuracy, cost_terms, detection_ious,
-                                       detection_score, final_score)
+from spark_lightning.scores.spark2026 import (
+    accuracy_score,
+    classification_accuracy,
+    cost_terms,
+    detection_ious,
+    detection_score,
+    final_score,
+)
 
 
 def _reference_detection(pred, true, pred_cls, true_cls) -> float:

@@ -138,7 +138,6 @@ def test_ddp_trainer_config(tmp_path):
     from lightning.pytorch.strategies import DDPStrategy
 
     from spark_lightning.run.builders import build_trainer
-
     from spark_lightning.run.plan import resolve_train
 
     cfg = compose_train(["trainer=ddp", "trainer.accelerator=cpu", "logger=none"])

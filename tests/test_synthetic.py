@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import csv
+import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import spark_lightning.atomic as atomic
+from spark_lightning.atomic import clean_stale_temps
 from spark_lightning.data.spark import SPACECRAFT, SparkFormat
-from spark_lightning.data.synth import generate, render_scene
+from spark_lightning.data.synth import SyntheticSpark, generate, render_scene
 from spark_lightning.data.synth.craft import HAS_PANELS
 from spark_lightning.data.synth.stats import compare, image_stats, mask_box
+from spark_lightning.errors import ConfigError
+
+from .conftest import run_main
 
 
 def test_layout_matches_spark(tiny_root):
@@ -140,7 +146,6 @@ def test_bad_arguments(tmp_path):
 
 
 def test_compare_command_writes_the_table(tmp_path, tiny_root, monkeypatch):
-    from .conftest import run_main
 
     real = tmp_path / "real"
     real.mkdir()
@@ -168,3 +173,62 @@ def test_overwrite_keeps_the_old_set_until_the_new_one_is_whole(tmp_path, monkey
     monkeypatch.undo()
     generate(tmp_path / "d", num_images=4, size=32, workers=1, overwrite=True)
     assert len(list(old.rglob("*_img.jpg"))) == 4 + 1 and not (old / "my_notes.txt").exists()
+
+
+def test_synth_overwrite_replaces_only_our_own_sets(tmp_path):
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("years of work")
+    with pytest.raises(ConfigError, match="not a synthetic set written by spark_lightning .*never deleted"):
+        generate(mine, num_images=2, size=32, workers=1, overwrite=True)
+    assert (mine / "thesis.txt").read_text() == "years of work"
+    (tmp_path / "notes.md").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        generate(tmp_path / "notes.md", num_images=2, size=32, workers=1, overwrite=True)
+    ours = generate(tmp_path / "set", num_images=2, size=32, workers=1)
+    with pytest.raises(FileExistsError, match="overwrite=true"):  # only here is the flag suggested
+        generate(ours, num_images=2, size=32, workers=1)
+    generate(ours, num_images=4, size=32, workers=1, overwrite=True)
+    assert len(list(ours.glob("images/*/*/*_img.jpg"))) == 4
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert generate(empty, num_images=2, size=32, workers=1) == empty.resolve()  # an empty folder is fine
+
+
+def test_two_synth_into_one_out_at_once_never_report_a_set_they_did_not_write(tmp_path):
+    """Two generations into one folder at once with different settings: the first to finish
+    keeps it; the other stops with one line instead of reporting the first one's set as its own."""
+    from spark_lightning.data.synth import writer
+    from spark_lightning.errors import ConfigError
+
+    out = tmp_path / "set"
+    real_swap = writer._swap_into_place
+
+    def finished_meanwhile(tmp, target, overwrite):  # the other process wins the race just before us
+        writer._swap_into_place = real_swap
+        other = writer.generate(tmp_path / "other", num_images=3, size=32, seed=9, workers=1)
+        os.replace(other, target)
+        return real_swap(tmp, target, overwrite)
+
+    writer._swap_into_place = finished_meanwhile
+    try:
+        with pytest.raises(ConfigError, match=r"another process wrote a different synthetic set there meanwhile "
+                                              r"\(3 images of 32 px, seed 9\)"):
+            writer.generate(out, num_images=2, size=32, seed=1, workers=1)
+    finally:
+        writer._swap_into_place = real_swap
+    assert writer.is_synthetic_set(out) and len(list(out.glob("images/*/*/*_img.jpg"))) == 3
+    assert not list(tmp_path.glob(".*tmp-*"))
+
+
+def test_stale_temp_of_a_killed_generation_is_cleaned(tmp_path):
+    synthetic = SyntheticSpark(num_images=4, size=32, seed=0, folder=tmp_path)
+    dead = tmp_path / f".{synthetic.root.name}{atomic.TEMP_MARK}999999999"
+    (dead / "images").mkdir(parents=True)
+    alive = tmp_path / f".other{atomic.TEMP_MARK}{os.getpid()}"
+    alive.mkdir()
+    user = tmp_path / ".my_own.tmp-folder"
+    user.mkdir()
+    synthetic.prepare()
+    assert not dead.exists() and alive.exists() and user.exists()
+    assert clean_stale_temps(tmp_path) == []  # nothing of a dead process left

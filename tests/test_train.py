@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from spark_lightning.training.module import SegmentationModule
 from spark_lightning.tasks import run_train
+from spark_lightning.training.module import SegmentationModule
 
 from .wandb_files import summary_and_config
 

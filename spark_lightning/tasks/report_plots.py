@@ -66,9 +66,11 @@ def cost_plot(rows: list[dict], out: Path) -> list[dict]:
     fig, ax = plt.subplots(figsize=(8, 5))
     ax.scatter([r["gflops"] for r in runs], [r["score"] for r in runs], color="tab:gray", label="runs")
     ax.plot([r["gflops"] for r in front], [r["score"] for r in front], "o-", color="tab:red", label="Pareto front")
-    for r in front:
-        ax.annotate(r["label"], (r["gflops"], r["score"]), fontsize="small", xytext=(4, 4), textcoords="offset points")
+    for r in runs:
+        ax.annotate(r["label"], (r["gflops"], r["score"]), fontsize="small", xytext=(4, 4), textcoords="offset points",
+                    color="black" if r in front else "tab:gray")
     ax.set_xscale("log")
+    ax.margins(x=0.25, y=0.1)
     ax.set_xlabel("GFLOPs per image (cost.size)")
     ax.set_ylabel(f"best {runs[0].get('monitor', 'score')}")
     ax.legend()
