@@ -11,7 +11,7 @@ install:  ## create .venv and install the package with dev extras (torch from lo
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -e '.[dev]'
 
-test:  ## whole test suite (CPU, ~8 minutes on 2 idle cores; one pytest worker per core)
+test:  ## whole test suite (CPU, ~9 minutes on 2 idle cores; one pytest worker per core)
 	$(BIN)/python -m pytest -n auto --dist worksteal
 
 test-fast:  ## skip the slow end-to-end tests

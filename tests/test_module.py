@@ -36,7 +36,7 @@ def test_a_multitask_epoch_logs_the_2026_scores_with_the_network_cost(multitask_
     by_craft = [k for k in best if k.startswith("val/by_spacecraft/") and k.endswith("/cls_accuracy")]
     assert by_craft and all(best[k] in (0.0, 0.5, 1.0) or 0 <= best[k] <= 1 for k in by_craft)
     plan = (multitask_run / "config.yaml").read_text()
-    assert "head:" in plan and "weight: 0.5" in plan
+    assert "head:" in plan and "box: union" in plan
 
 
 def test_plain_segmentation_logs_no_2026_scores(trained_ckpt):

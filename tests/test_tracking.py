@@ -32,4 +32,4 @@ def test_tensorboard_and_mlflow_get_the_2026_scores_and_the_cost(tiny_root, tmp_
     [run] = client.search_runs([e.experiment_id for e in client.search_experiments()])
     for key in keys:
         assert run.data.metrics[key] == pytest.approx(best[key], rel=1e-5), key
-    assert run.data.params["head.weight"] == "0.5"
+    assert float(run.data.params["head.weight"]) == cfg.head.weight

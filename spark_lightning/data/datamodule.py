@@ -20,6 +20,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 from spark_lightning.data.cache import SampleCache, default_cache_dir
 from spark_lightning.data.dataset import SegmentationDataset, named_val_roots, pad_collate, seed_worker_transform
 from spark_lightning.data.formats import SegmentationFormat, Sample, check_headers
+from spark_lightning.data.sizes import check_side
 from spark_lightning.errors import ConfigError, SparkDataError, plain_errors
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,8 @@ def build_format(dataset: dict | DictConfig | SegmentationFormat, root: str | No
 
 
 def _check_sizes(size: int | None, crop: int | None, batch_size: int) -> None:
-    for key, value in (("data.size", size), ("data.crop", crop)):
-        if value is not None and (not isinstance(value, int) or value < 16):
-            raise ConfigError(f"{key}={value!r}: give a whole number of pixels >= 16, or null.")
+    check_side("data.size", size, "full resolution")
+    check_side("data.crop", crop, "no crops")
     if crop is not None and size is not None and crop > size:
         raise ConfigError(f"data.crop={crop} is larger than data.size={size}: choose crop <= size.")
     if batch_size < 1:

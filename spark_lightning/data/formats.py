@@ -56,7 +56,7 @@ def _to_uint8(array: np.ndarray, path: Path) -> np.ndarray:
     raise SparkDataError(f"image {path} has {array.dtype} pixels in an unknown range: save it as 8-bit RGB.")
 
 
-MIN_SIDE = 16  # the smallest image side any network here can see (data.size has the same floor)
+from spark_lightning.data.sizes import MIN_SIDE  # noqa: E402  (the one rule of image sides)
 
 
 def read_rgb(path: Path, size: int | None = None) -> np.ndarray:

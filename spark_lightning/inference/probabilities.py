@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from spark_lightning.data.formats import SegmentationFormat, image_size
+from spark_lightning.data.sizes import check_side
 from spark_lightning.errors import ConfigError
 
 MODES = ("resize", "slide")
@@ -52,9 +53,8 @@ class PredictOptions:
             raise ConfigError("predict.mode=slide needs predict.tile (or a checkpoint trained with data.crop).")
         if not self.scales or any(not isinstance(s, (int, float)) or s <= 0 for s in self.scales):
             raise ConfigError(f"predict.scales={list(self.scales)}: give positive factors, e.g. [0.75,1.0,1.25].")
-        for key, value in (("predict.size", self.size), ("predict.tile", self.tile)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 16):
-                raise ConfigError(f"{key}={value}: give a whole number of pixels >= 16, or null.")
+        check_side("predict.size", self.size, "the checkpoint's")
+        check_side("predict.tile", self.tile, "the checkpoint's")
 
     def at_scale(self, scale: float) -> PredictOptions:
         """The options of one scale: working size and tile multiplied, rounded to 8 px."""

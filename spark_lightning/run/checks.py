@@ -9,6 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from spark_lightning.data.sizes import is_side, side_rule
 from spark_lightning.errors import ConfigError
 
 
@@ -45,9 +46,9 @@ TRAIN_RULES: list[Rule] = [
     ("seed", lambda v: is_int(v) and v >= 0, "a whole number >= 0, or null"),
     ("data.batch_size", lambda v: is_int(v) and v >= 1, "a whole number >= 1"),
     ("data.num_workers", lambda v: is_int(v) and v >= 0, "a whole number >= 0 (0 loads in the main process)"),
-    ("data.size", lambda v: is_int(v) and v >= 16, "a whole number of pixels >= 16, or null (full resolution)"),
-    ("data.crop", lambda v: is_int(v) and v >= 16, "a whole number of pixels >= 16, or null (no crops)"),
-    ("data.predict_size", lambda v: is_int(v) and v >= 16, "a whole number of pixels >= 16, or null (data.size)"),
+    ("data.size", is_side, side_rule("full resolution")),
+    ("data.crop", is_side, side_rule("no crops")),
+    ("data.predict_size", is_side, side_rule("data.size")),
     ("optimizer.lr", lambda v: _is_number(v) and v > 0, "a number > 0, e.g. 1e-3"),
     ("optimizer.weight_decay", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     ("trainer.max_epochs", lambda v: is_int(v) and (v >= 1 or v == -1), "a whole number >= 1, or -1 (no limit)"),
@@ -82,7 +83,7 @@ def check_model(cfg: DictConfig) -> None:
 PREDICT_RULES: list[Rule] = [
     ("predict.batch_size", lambda v: is_int(v) and v >= 1, "a whole number >= 1"),
     ("predict.num_workers", lambda v: is_int(v) and v >= 0, "a whole number >= 0"),
-    ("predict.size", lambda v: is_int(v) and v >= 16, "a whole number of pixels >= 16, or null (the checkpoint's)"),
-    ("predict.tile", lambda v: is_int(v) and v >= 16, "a whole number of pixels >= 16, or null (the checkpoint's)"),
+    ("predict.size", is_side, side_rule("the checkpoint's")),
+    ("predict.tile", is_side, side_rule("the checkpoint's")),
     ("predict.overlap", lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
 ]

@@ -8,6 +8,7 @@ import logging
 from omegaconf import DictConfig
 
 from spark_lightning.atomic import write_text_atomic
+from spark_lightning.data.sizes import is_side, side_rule
 from spark_lightning.run.checks import check_values, is_int
 from spark_lightning.data.synth import generate
 from spark_lightning.data.synth.stats import compare
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 SYNTH_RULES = [
     ("num_images", lambda v: is_int(v) and v >= 2, "a whole number >= 2 (one train, one val image at least)"),
-    ("size", lambda v: is_int(v) and v >= 16, "a whole number of pixels >= 16"),
+    ("size", is_side, side_rule()),
     ("seed", lambda v: is_int(v) and v >= 0, "a whole number >= 0"),
     ("val_fraction", lambda v: isinstance(v, (int, float)) and 0 < v < 1, "a fraction strictly between 0 and 1"),
     ("num_test", lambda v: is_int(v) and v >= 0, "a whole number >= 0, or null (a tenth of num_images)"),
