@@ -86,6 +86,36 @@ def multitask_run(tiny_root, tmp_path_factory) -> Path:
     return tmp / "run"
 
 
+@pytest.fixture
+def root(tiny_root, tmp_path) -> Path:
+    """A private copy of the tiny set, to damage."""
+    import shutil
+
+    return Path(shutil.copytree(tiny_root, tmp_path / "data"))
+
+
+def prepare_datamodule(root: Path, tmp_path: Path, **kwargs):
+    """A SPARK-layout data module on ``root`` (32 px, cache under tmp_path), prepared and set up."""
+    from spark_lightning.data.datamodule import SparkDataModule
+
+    dm = SparkDataModule({"_target_": "spark_lightning.data.spark.SparkFormat"}, root=str(root),
+                         size=kwargs.pop("size", 32), num_workers=0, cache_dir=str(tmp_path / "cache"), **kwargs)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def long_smoke_run(tiny_root: Path, tmp_path: Path, epochs: int) -> tuple[Path, list[str], dict]:
+    """(run dir, command, environment) of a smoke training that runs until it is stopped."""
+    import sys
+
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "SPARK_LIGHTNING_CACHE": str(tmp_path / "cache")}
+    args = [sys.executable, "-m", "spark_lightning.train", "debug=smoke", f"data.root={tiny_root}",
+            f"data.cache_dir={tmp_path / 'c'}", f"trainer.max_epochs={epochs}", f"hydra.run.dir={run_dir}"]
+    return run_dir, args, env
+
+
 def compose_task(name: str, overrides: list[str], output_dir: Path) -> DictConfig:
     """A predict/evaluate/export config composed in-process, writing into output_dir."""
     cfg = compose_train(overrides, config_name=name)

@@ -5,39 +5,20 @@ from __future__ import annotations
 
 import errno
 import multiprocessing
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import spark_lightning.atomic as atomic
-from spark_lightning.data.datamodule import SparkDataModule
 from spark_lightning.errors import SparkDataError
 from spark_lightning.tasks import run_train
 
-from .conftest import tiny_train_config
-
-SPARK = {"_target_": "spark_lightning.data.spark.SparkFormat"}
-
-
-@pytest.fixture
-def root(tiny_root, tmp_path) -> Path:
-    """A private copy of the tiny set, to damage."""
-    return Path(shutil.copytree(tiny_root, tmp_path / "data"))
-
-
-def prepare(root: Path, tmp_path: Path, **kwargs) -> SparkDataModule:
-    dm = SparkDataModule(SPARK, root=str(root), size=kwargs.pop("size", 32), num_workers=0,
-                         cache_dir=str(tmp_path / "cache"), **kwargs)
-    dm.prepare_data()
-    dm.setup("fit")
-    return dm
+from .conftest import prepare_datamodule, tiny_train_config
 
 
 @pytest.mark.parametrize("bad", ["zero bytes", "wrong shape", "wrong dtype", "garbage"])
 def test_damaged_cache_entries_are_rebuilt(root, tmp_path, bad):
-    dm = prepare(root, tmp_path)
+    dm = prepare_datamodule(root, tmp_path)
     sample = dm.val_set.samples[0]
     path = dm.val_set.cache.path(sample)
     good = np.load(path)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from omegaconf import OmegaConf
 from spark_lightning.run.run_dir import RunDirGuard, run_dir_lock
 from spark_lightning.tasks import run_train
 
-from .conftest import compose_task, tiny_train_config
+from .conftest import compose_task, long_smoke_run, tiny_train_config
 
 
 def _hydra_config(run_dir: Path, task: str = "train", **keys) -> object:
@@ -107,14 +106,6 @@ def test_a_slurm_requeued_training_continues_its_run(tiny_root, tmp_path, monkey
     assert [h["epoch"] for h in history] == [1, 2]
 
 
-def _long_smoke_run(tiny_root, tmp_path, epochs: int):
-    """(run dir, command, environment) of a smoke training that runs until it is stopped."""
-    run_dir = tmp_path / "run"
-    env = {**os.environ, "SPARK_LIGHTNING_CACHE": str(tmp_path / "cache")}
-    args = [sys.executable, "-m", "spark_lightning.train", "debug=smoke", f"data.root={tiny_root}",
-            f"data.cache_dir={tmp_path / 'c'}", f"trainer.max_epochs={epochs}", f"hydra.run.dir={run_dir}"]
-    return run_dir, args, env
-
 
 def test_a_second_training_into_the_same_run_dir_stops(tiny_root, tmp_path):
     from spark_lightning.run.run_dir import RunDirBusy, run_dir_lock
@@ -167,7 +158,7 @@ def test_another_command_into_a_run_dir_keeps_its_markers(trained_ckpt, tiny_roo
 
 def test_two_trainings_at_once_as_processes(tiny_root, tmp_path):
     """The real case: two commands into one hydra.run.dir; the second stops with one line."""
-    run_dir, args, env = _long_smoke_run(tiny_root, tmp_path, 400)
+    run_dir, args, env = long_smoke_run(tiny_root, tmp_path, 400)
     first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120

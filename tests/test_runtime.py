@@ -4,11 +4,9 @@ FAILED markers, signals."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,16 +17,7 @@ from spark_lightning.data.spark import SparkFormat
 from spark_lightning.errors import SparkDataError
 from spark_lightning.tasks import run_train
 
-from .conftest import run_main, tiny_train_config
-
-
-def _long_smoke_run(tiny_root, tmp_path, epochs: int):
-    """(run dir, command, environment) of a smoke training that runs until it is stopped."""
-    run_dir = tmp_path / "run"
-    env = {**os.environ, "SPARK_LIGHTNING_CACHE": str(tmp_path / "cache")}
-    args = [sys.executable, "-m", "spark_lightning.train", "debug=smoke", f"data.root={tiny_root}",
-            f"data.cache_dir={tmp_path / 'c'}", f"trainer.max_epochs={epochs}", f"hydra.run.dir={run_dir}"]
-    return run_dir, args, env
+from .conftest import long_smoke_run, run_main, tiny_train_config
 
 
 @pytest.mark.slow
@@ -36,7 +25,7 @@ def test_sigterm_saves_exits_non_zero_and_resumes(tiny_root, tmp_path):
     """What SLURM sends before preemption or at the time limit: the run saves last.ckpt at the
     signal, exits 143 (not 0, which a scheduler records as COMPLETED and never requeues), says
     so in FAILED, and resume=auto finishes it."""
-    run_dir, args, env = _long_smoke_run(tiny_root, tmp_path, 100000)
+    run_dir, args, env = long_smoke_run(tiny_root, tmp_path, 100000)
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (run_dir / "metrics.json").exists() and time.monotonic() < deadline:
@@ -57,7 +46,7 @@ def test_sigterm_saves_exits_non_zero_and_resumes(tiny_root, tmp_path):
 
 @pytest.mark.slow
 def test_sigint_leaves_a_marker_the_report_reads(tiny_root, tmp_path):
-    run_dir, args, env = _long_smoke_run(tiny_root, tmp_path, 100000)
+    run_dir, args, env = long_smoke_run(tiny_root, tmp_path, 100000)
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (run_dir / "metrics.json").exists() and time.monotonic() < deadline:

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spark_lightning.data.datamodule import SparkDataModule
 from spark_lightning.data.formats import read_rgb
 from spark_lightning.data.spark import SPACECRAFT, SparkFormat, decode_mask, encode_mask
 from spark_lightning.errors import SparkDataError
+
+from .conftest import prepare_datamodule
 
 
 def scan_split(root, split):
@@ -127,25 +128,12 @@ def test_find_images_finds_test_folder(tiny_root, tmp_path):
         fmt.find_images(tmp_path)
 
 
-SPARK = {"_target_": "spark_lightning.data.spark.SparkFormat"}
 
-
-@pytest.fixture
-def root(tiny_root, tmp_path) -> Path:
-    """A private copy of the tiny set, to damage."""
-    return Path(shutil.copytree(tiny_root, tmp_path / "data"))
 
 
 def first(root: Path, split: str = "val"):
     return SparkFormat(root).samples(split)[0]
 
-
-def prepare(root: Path, tmp_path: Path, **kwargs) -> SparkDataModule:
-    dm = SparkDataModule(SPARK, root=str(root), size=kwargs.pop("size", 32), num_workers=0,
-                         cache_dir=str(tmp_path / "cache"), **kwargs)
-    dm.prepare_data()
-    dm.setup("fit")
-    return dm
 
 
 def write_mask(path: Path, labels: np.ndarray, colours: np.ndarray | None = None) -> None:
@@ -215,17 +203,17 @@ def test_bad_data_stops_before_training(root, tmp_path, damage, error, message):
     """Every file is decoded into the cache up front: the error comes before the first step."""
     damage(root)
     with pytest.raises(error, match=message):
-        prepare(root, tmp_path)
+        prepare_datamodule(root, tmp_path)
 
 
 def test_without_cache_headers_are_checked_up_front_and_masks_on_reading(root, tiny_root, tmp_path):
     garbage = first(root, "train").image
     garbage.write_bytes(b"not a jpeg at all")
     with pytest.raises(SparkDataError, match=r"1 unreadable file\(s\):\n  cannot read image .*_img.jpg"):
-        prepare(root, tmp_path, cache=False)
+        prepare_datamodule(root, tmp_path, cache=False)
     shutil.copy(tiny_root / garbage.relative_to(root), garbage)
     pink_purple_masks(root)
-    dm = prepare(root, tmp_path, cache=False)
+    dm = prepare_datamodule(root, tmp_path, cache=False)
     with pytest.raises(SparkDataError, match=r"neither black, red .* nor blue"):
         dm.val_set[0]
 
@@ -234,7 +222,7 @@ def test_index_masks_are_read_as_class_ids(root, tmp_path):
     expected = labels_of(root)
     index_png_masks(root)
     assert (SparkFormat(root).read_mask(first(root).mask) == expected).all()
-    prepare(root, tmp_path)  # and the data module accepts them
+    prepare_datamodule(root, tmp_path)  # and the data module accepts them
 
 
 def test_unknown_spacecraft_folders_are_read_with_one_warning(root, caplog):
