@@ -106,3 +106,24 @@ def test_the_classification_loss_adds_with_its_weight(tiny_root, tmp_path):
     cls = torch.nn.functional.cross_entropy(crafts, torch.tensor([SPACECRAFT.index("Soho"), SPACECRAFT.index("Cheops")]))
     assert float(loss) == pytest.approx(float(seg + 0.25 * cls), rel=1e-5)
     assert logged["train/loss_cls"] == pytest.approx(float(cls), rel=1e-5)
+
+
+def test_a_multitask_run_on_the_generated_synthetic_set(tmp_path, monkeypatch):
+    """Without data.root (the generated set, data=synthetic_small under debug=smoke) the head
+    trains and validation logs the SPARK 2026 scores; the checkpoint predicts a class."""
+    from omegaconf import open_dict
+
+    from .conftest import compose_train
+
+    monkeypatch.setenv("SPARK_LIGHTNING_CACHE", str(tmp_path / "cache"))
+    cfg = compose_train(["debug=smoke", "head=classify", "cost.size=128"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "run")
+    assert "num_images" in cfg.data.dataset  # the generated set, not a folder
+    run_train(cfg)
+    best = json.loads((tmp_path / "run" / "metrics.json").read_text())["best"]
+    assert all(0 <= best[f"val/{k}"] <= 1 for k in MULTITASK)
+    net, info = load_network(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    with torch.no_grad():
+        masks, crafts = net.forward_both(torch.zeros(2, 3, 64, 64, dtype=torch.uint8))
+    assert masks.shape == (2, 3, 64, 64) and crafts.shape == (2, len(info["crafts"]))
