@@ -514,3 +514,14 @@ def test_ensemble_of_different_models_and_sizes_with_scales(trained_ckpt, tiny_r
     alone = [next(iter_predictions([m], [path], SparkFormat()))[2] for m in members]
     assert torch.allclose(mean, (alone[0] + alone[1]) / 2, atol=1e-5) and not torch.allclose(alone[0], alone[1])
     assert (load_mask_npz(tmp_path / "pred" / path.name.replace("_img.jpg", "_layer.npz")) == labels).all()
+
+
+def test_the_recorded_cost_is_not_a_setting_that_blocks_a_resume(multitask_run, tiny_root, tmp_path):
+    """Predicting again with another cost.size continues the folder (the cost is recorded, not a
+    prediction setting); another prediction setting is still refused."""
+    ckpt, out = multitask_run / "checkpoints" / "best.ckpt", tmp_path / "pred"
+    run_predict(predict_cfg(ckpt, tiny_root / "stream-1-test", out, tmp_path, "cost.size=256"))
+    again = run_predict(predict_cfg(ckpt, tiny_root / "stream-1-test", out, tmp_path, "cost.size=128"))
+    assert again["written"] == 0 and again["skipped"] == 3
+    with pytest.raises(ConfigError, match="with other settings"):
+        run_predict(predict_cfg(ckpt, tiny_root / "stream-1-test", out, tmp_path, "cost.size=128", "predict.tta=flip"))

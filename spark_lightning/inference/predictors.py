@@ -28,6 +28,11 @@ def checkpoint_list(ckpt: str | list | None) -> list[str]:
     return [str(ckpt)] if isinstance(ckpt, (str, Path)) else [str(c) for c in ckpt]
 
 
+def ensemble_crafts(predictors: list[Predictor]) -> tuple[str, ...]:
+    """The spacecraft the ensemble's classifiers name (one list: load_predictors checks), or ()."""
+    return next((p.info["crafts"] for p in predictors if p.info.get("crafts")), ())
+
+
 def load_predictors(ckpt: str | list, settings, device: str) -> list[Predictor]:
     """One Predictor per checkpoint; ``settings`` is the ``predict`` config (null = from the
     checkpoint: its ``data.predict_size`` or training ``data.size``, and ``data.crop``)."""

@@ -15,7 +15,7 @@ from spark_lightning.callbacks import AtomicCheckpointIO, TimeBudget
 from spark_lightning.data.datamodule import SparkDataModule
 from spark_lightning.data.formats import IGNORE
 from spark_lightning.errors import ConfigError, plain_errors
-from spark_lightning.training.module import SegmentationModule
+from spark_lightning.training.module import SegmentationModule, craft_names
 from spark_lightning.tracking import build_loggers
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def build_module(cfg: DictConfig, classes: tuple[str, ...] | None = None) -> Seg
         head = container(cfg.get("head"))
         return SegmentationModule(model=container(cfg.model), loss=loss, optimizer=container(cfg.optimizer),
                                   scheduler=container(cfg.get("scheduler")), classes=classes,
-                                  ignore_index=IGNORE, head=head, crafts=(head or {}).get("classes"),
+                                  ignore_index=IGNORE, head=head, crafts=craft_names(head),
                                   cost=container(cfg.get("cost")))
 
 

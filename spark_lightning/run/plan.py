@@ -26,7 +26,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from spark_lightning import tracking
 from spark_lightning.atomic import write_text_atomic
 from spark_lightning.checkpoints import check_same_model, read_checkpoint
-from spark_lightning.data.spark import SPACECRAFT
 from spark_lightning.errors import ConfigError
 from spark_lightning.models.cost import check_cost, describe_cost, meta_network, network_cost
 from spark_lightning.models.factory import resolve_weights
@@ -35,6 +34,7 @@ from spark_lightning.run.checks import TRAIN_RULES, check_model, check_values
 from spark_lightning.run.plan_text import describe
 from spark_lightning.run.recipe import apply_fallback_model
 from spark_lightning.run.run_dir import effective_resume, is_rank_zero, slurm_requeued, start_point
+from spark_lightning.training.module import craft_names
 from spark_lightning.training.vram import apply_budget
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def _cost(plan: DictConfig) -> str:
     classes = getattr(get_class(plan.data.dataset._target_), "classes", None) or ()
     model = {**OmegaConf.to_container(plan.model, resolve=True), "channels_last": False}
     if plan.get("head"):  # the classification head counts too
-        model["craft_classes"] = len(plan.head.get("classes") or []) or len(SPACECRAFT)
+        model["craft_classes"] = len(craft_names(plan.head))
     try:
         cost = network_cost(meta_network(model, len(classes) or 3), int(limits.size))
     except Exception as err:  # an op without a meta kernel: say so; a limit cannot then be checked

@@ -69,12 +69,12 @@ def _start(plan: DictConfig) -> str:
 
 
 def _task(plan: DictConfig) -> str:
-    from spark_lightning.data.spark import SPACECRAFT
+    from spark_lightning.training.module import craft_names
 
     head = plan.get("head")
     if not head:
         return "segmentation (SPARK 2024)"
-    return (f"segmentation + spacecraft class ({len(head.get('classes') or SPACECRAFT)} classes, loss weight "
+    return (f"segmentation + spacecraft class ({len(craft_names(head))} classes, loss weight "
             f"{head.get('weight', 1.0):g}) + box from the predicted mask ({head.get('box', 'union')}): SPARK 2026")
 
 

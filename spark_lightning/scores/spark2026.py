@@ -44,9 +44,9 @@ def detection_ious(predicted: Sequence[Box | None], true: Sequence[Box | None],
 def detection_score(ious: Sequence[float]) -> float:
     """The share of images whose box IoU is above each threshold 0.50, 0.55 ... 0.95, averaged
     (the thresholds and the strict "above" of the SPARK 2024 score)."""
-    if not ious:
+    if not len(ious):
         return 0.0
-    return sum(sum(iou > t for iou in ious) / len(ious) for t in THRESHOLDS.tolist()) / len(THRESHOLDS)
+    return float((_hits(torch.as_tensor(ious, dtype=torch.float64)) / len(ious)).mean())
 
 
 def accuracy_score(classification: float, detection: float, segmentation: float,

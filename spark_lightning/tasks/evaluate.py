@@ -15,7 +15,7 @@ from spark_lightning.data.datamodule import build_format
 from spark_lightning.errors import ConfigError
 from spark_lightning.run.checks import PREDICT_RULES, check_values, is_int
 from spark_lightning.inference.probabilities import iter_predictions
-from spark_lightning.inference.predictors import checkpoint_list, load_predictors, pick_device
+from spark_lightning.inference.predictors import checkpoint_list, ensemble_crafts, load_predictors, pick_device
 from spark_lightning.run.plan_text import format_plan, predictor_rows
 from spark_lightning.inference.writers import read_manifest
 from spark_lightning.scores.spark2026 import ensemble_cost
@@ -42,10 +42,10 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         by_path = {s.image: s for s in samples}
         predictions = iter_predictions(predictors, list(by_path), fmt, cfg.predict.batch_size,
                                        cfg.predict.num_workers, device, cfg.predict.amp)
-        crafts = next((p.info["crafts"] for p in predictors if p.info.get("crafts")), ())
+        crafts = ensemble_crafts(predictors)
         pairs = ((by_path[path], labels, (crafts[int(craft.argmax())], None) if craft is not None else None)
                  for path, labels, _, craft in predictions)
-        network = ensemble_cost([p.net for p in predictors], cfg.get("cost"))
+        network = ensemble_cost([p.net for p in predictors], cfg.get("cost")) if crafts else None  # for the final score
     else:
         log.info("%s", format_plan([*rows, ("predictions", str(cfg.predictions)), ("output", str(cfg.paths.output_dir))]))
         fmt.prepare()

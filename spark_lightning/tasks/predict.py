@@ -14,7 +14,7 @@ from spark_lightning.data.spark import SparkFormat
 from spark_lightning.errors import ConfigError
 from spark_lightning.run.checks import PREDICT_RULES, check_values
 from spark_lightning.inference.probabilities import iter_predictions
-from spark_lightning.inference.predictors import load_predictors, pick_device
+from spark_lightning.inference.predictors import ensemble_crafts, load_predictors, pick_device
 from spark_lightning.run.plan_text import format_plan, predictor_rows
 from spark_lightning.data.boxes import format_box, predicted_box
 from spark_lightning.inference.writers import (DETECTIONS, MANIFEST, NPZ_SUFFIX, read_detections, read_manifest, save_colour_mask,
@@ -46,6 +46,11 @@ def _manifest(predictors, cost: dict | None) -> dict:
     return manifest
 
 
+def _settings(manifest: dict | None) -> dict:
+    """What makes predictions alike: checkpoints and options (the recorded cost is not a setting)."""
+    return {k: v for k, v in (manifest or {}).items() if k != "cost"}
+
+
 def _prepare_output(out: Path, manifest: dict, overwrite: bool) -> None:
     """Refuse to mix predictions of other checkpoints or settings into ``out``, unless overwrite."""
     if out.exists() and not out.is_dir():
@@ -58,7 +63,7 @@ def _prepare_output(out: Path, manifest: dict, overwrite: bool) -> None:
     if foreign:  # masks or predictions that predict did not write: never overwritten, not even with overwrite=true
         raise ConfigError(f"output={out} holds {len(foreign)} files predict did not write (e.g. {foreign[0].name}; "
                           f"no {MANIFEST} of ours there): choose a new or empty folder for the predictions.")
-    if old == manifest or not existing:
+    if not existing or _settings(old) == _settings(manifest):
         return
     if not overwrite:
         made_by = ", ".join(c["path"] for c in old["checkpoints"])
@@ -78,17 +83,16 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.output).expanduser()
     device = pick_device(cfg.predict.device)
     predictors = load_predictors(cfg.ckpt, cfg.predict, device)
-    classifies = any(p.info.get("crafts") for p in predictors)
+    crafts = ensemble_crafts(predictors)
     log.info("%s", format_plan([*predictor_rows(predictors, device), ("input", str(cfg.input)), ("output", str(out)),
                                 ("writes", "<name>_layer.npz" + (" + colour PNGs" if cfg.save_png else "")
-                                 + (f" + {DETECTIONS} (class, box)" if classifies else "")
+                                 + (f" + {DETECTIONS} (class, box)" if crafts else "")
                                  + (" + submission.zip" if cfg.zip else ""))]))
     fmt = _prediction_format(predictors)
     paths = fmt.find_images(cfg.input)
-    manifest = _manifest(predictors, cfg.get("cost"))
+    manifest = _manifest(predictors, cfg.get("cost") if crafts else None)  # the cost serves the 2026 score
     _prepare_output(out, manifest, cfg.get("overwrite", False))
     write_manifest(out, manifest)
-    crafts = next((p.info["crafts"] for p in predictors if p.info.get("crafts")), ())
     detections = read_detections(out / DETECTIONS) if crafts else {}
     todo = [p for p in paths if not (out / f"{fmt.image_name(p)}{NPZ_SUFFIX}").exists()
             or (crafts and p.name not in detections)]  # a detection is part of a classifier's prediction
@@ -98,7 +102,7 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
 
     box_mode = cfg.get("box") or predictors[0].info.get("box") or "union"
     predictions = iter_predictions(predictors, todo, fmt, cfg.predict.batch_size, cfg.predict.num_workers,
-                                   pick_device(cfg.predict.device), cfg.predict.amp) if todo else []
+                                   device, cfg.predict.amp) if todo else []
     try:
         for path, labels, _, craft in track(predictions, total=len(todo), description="predict"):
             name = fmt.image_name(path)

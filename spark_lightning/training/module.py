@@ -24,6 +24,12 @@ from spark_lightning.training.optim import build_optimizer
 from spark_lightning.scores import spark2026
 
 
+def craft_names(head: dict[str, Any] | None) -> list[str] | None:
+    """The spacecraft a classification head predicts: ``head.classes``, or the ten SPARK names;
+    None without a head."""
+    return list(head.get("classes") or SPACECRAFT) if head else None
+
+
 class SegmentationModule(L.LightningModule):
     """Semantic segmentation into ``classes`` (SPARK: background / body / panel).
 
@@ -59,7 +65,7 @@ class SegmentationModule(L.LightningModule):
     ) -> None:
         super().__init__()
         classes = tuple(classes or SPARK_CLASSES[: num_classes or len(SPARK_CLASSES)])
-        crafts = list(crafts or SPACECRAFT) if head else None
+        crafts = list(crafts or craft_names(head)) if head else None
         self.save_hyperparameters({"model": model, "loss": loss, "optimizer": optimizer, "scheduler": scheduler,
                                    "classes": list(classes), "ignore_index": ignore_index, "head": head,
                                    "crafts": crafts, "cost": cost})
@@ -102,14 +108,17 @@ class SegmentationModule(L.LightningModule):
         sets = [*getattr(train_set, "datasets", [train_set] if train_set is not None else []),
                 *getattr(datamodule, "val_sets", [])]
         if self.hparams.head:  # every spacecraft folder must be a class the head knows, said up front
-            self._craft_targets(sorted({s.group for d in sets for s in getattr(d, "samples", [])}))
+            self._check_crafts({s.group for d in sets for s in getattr(d, "samples", [])})
         self.network_cost = self.network_cost or spark2026.module_cost(self.net, self.hparams.cost)
 
-    def _craft_targets(self, groups: list[str]) -> torch.Tensor:
+    def _check_crafts(self, groups: set[str] | list[str]) -> None:
         unknown = sorted(set(groups) - set(self.craft_ids))
         if unknown:
             raise ConfigError(f"head=classify: spacecraft folder(s) {unknown} are not among the head's classes "
                               f"{list(self.craft_ids)}; set head.classes=[...] to the spacecraft of your data.")
+
+    def _craft_targets(self, groups: list[str]) -> torch.Tensor:
+        self._check_crafts(groups)
         return torch.tensor([self.craft_ids[g] for g in groups], device=self.device)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -142,10 +151,8 @@ class SegmentationModule(L.LightningModule):
     def _craft_update(self, stage: str, preds: torch.Tensor, target: torch.Tensor, craft_logits: torch.Tensor,
                       crafts: torch.Tensor) -> dict[str, torch.Tensor]:
         """Class hits and box IoUs (box from the predicted mask, class right) of a validation batch."""
-        predicted = craft_logits.detach().argmax(1)
-        clean = torch.where(target == (self.hparams.ignore_index if self.hparams.ignore_index is not None else -1),
-                            0, target)
-        box_iou = spark2026.batch_box_ious(preds, clean, predicted, crafts, self.hparams.head.get("box", "union"))
+        predicted = craft_logits.detach().argmax(1)  # boxes leave the ignore label out (data/boxes.py)
+        box_iou = spark2026.batch_box_ious(preds, target, predicted, crafts, self.hparams.head.get("box", "union"))
         correct = (predicted == crafts).double()
         self.craft_metrics[stage].update(correct, box_iou)
         return {"correct": correct, "box_iou": box_iou}
