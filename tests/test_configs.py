@@ -14,8 +14,9 @@ from omegaconf import OmegaConf
 
 from spark_lightning.data.datamodule import SparkDataModule
 from spark_lightning.data.synth import SyntheticSpark
+from spark_lightning.errors import ConfigError
 from spark_lightning.run.builders import build_module, instantiate_dict
-from spark_lightning.run.plan import resolve_precision
+from spark_lightning.run.plan import resolve_precision, resolve_train
 
 from .conftest import CONF_DIR, compose_train
 
@@ -54,24 +55,48 @@ def _leaves(node, prefix=""):
         yield prefix[:-1], node
 
 
+# What a plan may settle (and lists under ``settled``): from the machine, precision without a GPU,
+# channels-last on CPU, encoder weights not on disk, the micro-batch that fits; from the job, the
+# logger names left null.
+SETTLED = {"trainer.precision", "model.channels_last", "model.encoder_weights", "data.batch_size",
+           "trainer.accumulate_grad_batches", "logger.wandb.name", "logger.wandb.group",
+           "logger.mlflow.experiment_name", "logger.mlflow.run_name"}
+
+
 @pytest.mark.parametrize(("group", "option"), ALL, ids=[f"{g}={o}" for g, o in ALL])
-def test_option_composes(group, option):
-    """Choosing an option puts its values into the composed config (where its package says).
+def test_a_chosen_option_is_what_runs(group, option, tiny_root, tmp_path):
+    """``group=option`` on the command line: the option's values are in the run's plan (what the
+    builders build and config.yaml records), unless the plan lists the key as settled from the
+    machine. Fails when the recipe, an experiment's leftovers or the plan replace a user's choice.
 
     Composed without the default experiment (cpu_default), which by design overrides a few group
     values (optimizer.lr, trainer.max_time) the way any experiment does.
     """
     path = Path(CONF_DIR) / group / f"{option}.yaml"
-    cfg = compose_train([f"{group}={option}"] + ([] if group == "experiment" else ["~experiment"]))
-    OmegaConf.resolve(OmegaConf.masked_copy(cfg, [k for k in cfg if k not in ("paths", "trainer", "logger", "callbacks")]))
+    overrides = [f"{group}={option}", f"data.cache_dir={tmp_path / 'cache'}"]
+    overrides += [] if group == "experiment" else ["~experiment"]
+    overrides += [] if group == "logger" else ["logger=none"]
+    cfg = compose_train(overrides)
+    if cfg.data.dataset._target_.endswith("SparkFormat") and OmegaConf.select(cfg, "data.root") is None:
+        cfg = compose_train([*overrides, f"data.root={tiny_root}"])  # a real-data option needs a folder
+    cfg.paths.output_dir = str(tmp_path / "run")
+    if cfg.trainer.get("accelerator") == "gpu" and not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):  # refused up front, in one line
+            resolve_train(cfg)
+        return
+    plan = resolve_train(cfg)
+    written = OmegaConf.load(tmp_path / "run" / "config.yaml")
     raw = OmegaConf.to_container(OmegaConf.load(path))
     raw.pop("defaults", None)
     is_global = "@package _global_" in path.read_text()
     checked = 0
     for key, value in _leaves(raw, "" if is_global else f"{group}."):
-        if key.startswith("hydra.") or (isinstance(value, str) and "${" in value) or key.endswith("_target_"):
+        if key.startswith("hydra.") or (isinstance(value, str) and "${" in value) or key in SETTLED & set(plan.settled):
             continue
-        assert OmegaConf.select(cfg, key) == value, key
+        if key in ("data.root", "data.cache_dir"):  # given on this test's command line
+            continue
+        assert OmegaConf.select(plan, key) == value, f"{key}: {path.name} says {value!r}, the run has {OmegaConf.select(plan, key)!r}"
+        assert OmegaConf.select(written, key) == value, f"{key}: config.yaml records {OmegaConf.select(written, key)!r}"
         checked += 1
     assert checked or option in ("none", "default") or group in ("logger", "experiment"), f"nothing to check in {path}"
 

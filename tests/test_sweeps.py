@@ -19,9 +19,9 @@ from .conftest import compose_train, run_main, smoke_args
 TINY_ARGS = ["trainer.limit_train_batches=1", "trainer.limit_val_batches=1"]
 
 
-def run_cli(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    """The train command as a real process (for what needs one: DDP ranks)."""
-    env = {**os.environ, "SPARK_LIGHTNING_CACHE": str(cwd / "cache"), "WANDB_MODE": "offline"}
+def run_cli(args: list[str], cwd: Path, timeout: int = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The train command as a real process (for what needs one: DDP ranks, launchers)."""
+    env = {**os.environ, "SPARK_LIGHTNING_CACHE": str(cwd / "cache"), "WANDB_MODE": "offline", **(env or {})}
     env.pop("WANDB_API_KEY", None)
     return subprocess.run([sys.executable, "-m", "spark_lightning.train", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
@@ -120,17 +120,29 @@ def test_sweep_experiments_set_sweeper_params(name):
     assert name in cfg.hydra.sweep.dir
 
 
-def test_slurm_launcher_config():
-    from hydra import compose, initialize_config_dir
+@pytest.mark.slow
+def test_a_sweep_through_the_slurm_launcher_runs_every_job_as_a_task_of_one_array(tiny_root, tmp_path):
+    """``hydra/launcher=slurm``: one sbatch job array carrying our settings (a GPU per job,
+    the time limit, the signal that lets a job save and requeue, at most array_parallelism at once),
+    each sweep job run as one of its tasks -- here by a fake SLURM that runs tasks on this machine
+    (tests/fake_slurm.py) -- into its own run directory, and the sweep waits for all of them."""
+    from .fake_slurm import install, submissions
 
-    from .conftest import CONF_DIR
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu",
-                                          "hydra.launcher.array_parallelism=4"], return_hydra_config=True)
-    launcher = cfg.hydra.launcher
-    assert launcher._target_.endswith("SlurmLauncher")
-    assert launcher.gpus_per_node == 1 and launcher.partition == "gpu" and launcher.array_parallelism == 4
+    sweep, state = tmp_path / "sweep", tmp_path / "slurm"
+    proc = run_cli(["-m", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+                    "hydra.launcher.array_parallelism=1", "model.width=4,8", *smoke_args(tiny_root, tmp_path),
+                    *TINY_ARGS, f"hydra.sweep.dir={sweep}"], tmp_path, env=install(tmp_path / "bin", state))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [script] = submissions(state)  # one array, not one submission per job
+    for line in ("--partition=gpu", "--gpus-per-node=1", "--array=0-1%1", "--time=720", "--signal=USR2@120",
+                 "--job-name=train", "--cpus-per-task=8", "--mem=64GB"):
+        assert f"#SBATCH {line}\n" in script, f"{line} missing from the sbatch script:\n{script}"
+    runs = {OmegaConf.load(p).model.width: p.parent for p in sweep.glob("*/config.yaml")}
+    assert sorted(runs) == [4, 8], sorted(sweep.iterdir())
+    for run in runs.values():
+        assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "metrics.json").is_file()
+    assert sorted(p.name for p in state.glob("state_*")) == ["state_4200_0", "state_4200_1"]
+    assert {p.read_text() for p in state.glob("state_*")} == {"COMPLETED"}
 
 
 def test_ddp_trainer_config(tmp_path):

@@ -1,10 +1,14 @@
 """Read an offline W&B run's ``.wandb`` file (LevelDB-log framed protobuf records), so tests
-check what W&B would upload -- the run's summary and config -- without a server or a mock."""
+check what W&B would upload -- the run's summary and config -- without a server or a mock.
+
+W&B's service keeps the file's last 32 KiB block in memory until it closes the run's stream, which
+it does after ``wandb.finish()`` has returned; a reader waits for the exit record."""
 
 from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 BLOCK = 32768
@@ -12,10 +16,10 @@ HEADER = 7  # checksum (4), length (2), type (1); the file starts with ":W&B", m
 FULL, LAST = 1, 4
 
 
-def records(run_dir: Path):
+def _parse(data: bytes):
+    """The records of a (possibly still growing) run file; a record cut short at the end is left out."""
     from wandb.proto import wandb_internal_pb2
 
-    data = next(run_dir.glob("*.wandb")).read_bytes()
     assert data[:4] == b":W&B", "not a W&B run file"
     pos, buf = HEADER, b""
     while pos + HEADER <= len(data):
@@ -23,7 +27,7 @@ def records(run_dir: Path):
             pos += BLOCK - pos % BLOCK
             continue
         _, length, kind = struct.unpack("<IHB", data[pos : pos + HEADER])
-        if kind == 0 and length == 0:
+        if (kind == 0 and length == 0) or pos + HEADER + length > len(data):
             break
         buf += data[pos + HEADER : pos + HEADER + length]
         pos += HEADER + length
@@ -32,6 +36,23 @@ def records(run_dir: Path):
             record.ParseFromString(buf)
             buf = b""
             yield record
+
+
+def records(run_dir: Path, timeout: float = 60) -> list:
+    """Every record of the run, once W&B has written its exit record.
+
+    ``wandb.finish()`` returns before the file is complete: it only tells W&B's service to close
+    the run's stream (``inform_finish`` publishes and does not wait), and the service writes the
+    rest a moment later -- on a busy machine after a caller has already read the file.
+    """
+    path = next(run_dir.glob("*.wandb"))
+    deadline = time.monotonic() + timeout
+    while True:
+        found = list(_parse(path.read_bytes()))
+        if any(r.WhichOneof("record_type") == "exit" for r in found):
+            return found
+        assert time.monotonic() < deadline, f"{path}: no exit record {timeout:.0f} s after the run finished"
+        time.sleep(0.1)
 
 
 def history(run_dir: Path) -> dict:
