@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             transform = SparkDataModule(fmt, train_transform=aug).train_transform
             dataset = SegmentationDataset(samples, fmt, size_arg, cache, transform)
             first = loader_rate(dataset, 0)  # fills the cache
+            entries = len(list(cache.dir.glob("*.npy")))
             cached_one = loader_rate(dataset, 0)
             nocache = SegmentationDataset(samples, fmt, size_arg, None, dataset.transform)
             nocache_one = loader_rate(nocache, 0)
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                          "first_epoch_1w": f"{first:.1f}", "nocache_1w": f"{nocache_one:.1f}",
                          "cached_1w": f"{cached_one:.1f}", "cache_speedup_1w": f"{cached_one / nocache_one:.1f}x",
                          f"nocache_{args.workers}w": f"{nocache_all:.1f}", f"cached_{args.workers}w": f"{cached_all:.1f}",
-                         f"cache_speedup_{args.workers}w": f"{cached_all / nocache_all:.1f}x"})
+                         f"cache_speedup_{args.workers}w": f"{cached_all / nocache_all:.1f}x", "cache_entries": entries})
             print(rows[-1], flush=True)
     publish(f"Data pipeline ({args.source_size}² JPEG source, light aug, {args.images} images)", rows, args.out)
     return rows

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -314,3 +315,60 @@ def test_nan_guard_names_the_step(tiny_root, tmp_path):
     with pytest.raises(TrainingDiverged, match=r"training loss became (nan|inf) at step \d+ \(epoch \d"):
         run_train(cfg)
     assert "TrainingDiverged" in (Path(cfg.paths.output_dir) / "FAILED").read_text()
+
+
+class _LeftHalfPanel(torch.nn.Module):
+    """A network that says "panel" on the left half of every frame and "background" on the right."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        logits = torch.zeros(x.shape[0], 3, *x.shape[2:])
+        logits[:, 2, :, : x.shape[3] // 2] = 1
+        logits[:, 0, :, x.shape[3] // 2 :] = 1
+        return logits
+
+
+def test_overlays_show_frame_truth_and_prediction_every_n_epochs(tmp_path):
+    """Each logged panel is image | truth | the network's prediction for the same frame, under
+    ``val/overlays/<frame>``, at epochs 0, N, 2N...; without a picture logger the network is not run."""
+    import io
+
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from spark_lightning.callbacks import Overlays
+    from spark_lightning.data.formats import PALETTE
+
+    net, overlays = _LeftHalfPanel(), Overlays(every_n_epochs=2, num_images=2)
+    mask = torch.zeros(3, 32, 64, dtype=torch.uint8)
+    mask[:, :8] = 1  # body along the top
+    batch = {"image": torch.full((3, 3, 32, 64), 100, dtype=torch.uint8), "mask": mask, "name": ["a", "b", "c"]}
+    tb = TensorBoardLogger(tmp_path, name="tb", version=0)
+    for epoch in range(3):
+        trainer = SimpleNamespace(loggers=[tb], sanity_checking=False, current_epoch=epoch, global_step=10 * epoch)
+        overlays.on_validation_batch_end(trainer, net, None, batch, 0)
+        overlays.on_validation_batch_end(trainer, net, None, batch, 1)  # only a set's first batch
+    tb.experiment.flush()
+    events = EventAccumulator(str(tmp_path / "tb" / "version_0"), size_guidance={"images": 0})
+    events.Reload()
+    assert sorted(events.Tags()["images"]) == ["val/overlays/a", "val/overlays/b"]  # num_images=2
+    shots = events.Images("val/overlays/a")
+    assert [s.step for s in shots] == [0, 20]  # every 2nd epoch
+    panel = np.asarray(Image.open(io.BytesIO(shots[-1].encoded_image_string)).convert("RGB")).astype(int)
+    assert panel.shape == (32 + 16, 3 * 64, 3)  # a 16 px label strip over three 64 px columns
+    row_top, row_low = 16 + 4, 16 + 24
+    blend = lambda label: np.round(0.4 * 100 + 0.6 * PALETTE[label]).astype(int)  # noqa: E731
+    assert np.abs(panel[row_low, 32] - 100).max() <= 1  # the frame itself
+    assert np.abs(panel[row_top, 64 + 32] - blend(1)).max() <= 1 and np.abs(panel[row_low, 64 + 32] - 100).max() <= 1
+    assert np.abs(panel[row_low, 128 + 16] - blend(2)).max() <= 1  # prediction: panel on the left half
+    assert np.abs(panel[row_low, 128 + 48] - 100).max() <= 1  # background on the right
+
+    calls = net.calls
+    csv_only = SimpleNamespace(loggers=[CSVLogger(tmp_path)], sanity_checking=False, current_epoch=0, global_step=0)
+    overlays.on_validation_batch_end(csv_only, net, None, batch, 0)
+    assert net.calls == calls

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 from omegaconf import OmegaConf
@@ -33,6 +34,68 @@ def test_hydra_sweep_syntax_becomes_optuna_distributions():
     assert space["optimizer.lr"] == FloatDistribution(1e-4, 1e-2, log=True)
     assert space["optimizer.weight_decay"] == FloatDistribution(0.0, 0.1)
     assert fixed == {"trainer.max_epochs": "3"}
+
+
+def test_the_pruning_callback_reports_each_epoch_and_stops_the_run_when_the_pruner_says_so():
+    """After each validation the trial gets the monitored value at step = epoch (from 1); once the
+    pruner prunes, the run stops after that epoch and the job returns as pruned there. Sanity checks
+    and epochs without the value report nothing."""
+    import torch
+
+    from spark_lightning.search.trial import TrialLink, TrialResult
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.3))
+    trial = study.ask()
+    link = TrialLink(study, trial._trial_id, heartbeat=30)
+    callback = link.callback("val/spark_score")
+
+    class Strategy:
+        def broadcast(self, value, src=0):
+            return value
+
+    def validate(epoch, value, sanity=False):
+        trainer = SimpleNamespace(callback_metrics={} if value is None else {"val/spark_score": torch.tensor(value)},
+                                  current_epoch=epoch, sanity_checking=sanity, is_global_zero=True,
+                                  strategy=Strategy(), should_stop=False)
+        callback.on_validation_end(trainer, None)
+        return trainer.should_stop
+
+    assert not validate(0, 0.9, sanity=True)
+    assert not validate(0, 0.5) and not validate(1, None)
+    assert link.pruned_at is None
+    assert validate(2, 0.1)  # below the threshold: pruned after epoch 3
+    stored = study.trials[0]
+    assert stored.intermediate_values == {1: 0.5, 3: pytest.approx(0.1)}
+    assert link.result(0.5) == TrialResult(0.5, pruned_at=3)
+
+
+def test_the_sweeper_records_how_each_job_ended(tmp_path):
+    """A job's return becomes its trial's state: a value COMPLETE, a pruned result PRUNED, no score
+    (NaN) or an exception FAIL with the reason (the job's FAILED marker's first line, if written)."""
+    from hydra.core.utils import JobReturn, JobStatus
+    from optuna.trial import TrialState
+
+    from hydra_plugins.spark_optuna_sweeper.optuna_sweeper import OptunaSweeper
+    from spark_lightning.search.study import REASON
+    from spark_lightning.search.trial import TrialResult
+
+    (tmp_path / "FAILED").write_text("ConfigError: data.root=/x does not exist\ntraceback...\n")
+    hydra_cfg = OmegaConf.create({"hydra": {"runtime": {"output_dir": str(tmp_path)}}})
+    endings = [JobReturn(status=JobStatus.COMPLETED, _return_value=TrialResult(0.7)),
+               JobReturn(status=JobStatus.COMPLETED, _return_value=0.4),
+               JobReturn(status=JobStatus.COMPLETED, _return_value=TrialResult(0.2, pruned_at=2)),
+               JobReturn(status=JobStatus.COMPLETED, _return_value=TrialResult(float("nan"))),
+               JobReturn(status=JobStatus.FAILED, _return_value=RuntimeError("boom\nmore"), hydra_cfg=hydra_cfg),
+               JobReturn(status=JobStatus.FAILED, _return_value=ValueError("bad value\nmore"))]
+    study, sweeper = optuna.create_study(direction="maximize"), OptunaSweeper()
+    told = [sweeper._tell(study, study.ask(), ret) for ret in endings]
+    assert told == [True, True, True, False, False, False]
+    trials = study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED,
+                                        TrialState.FAIL, TrialState.FAIL, TrialState.FAIL]
+    assert [t.value for t in trials[:2]] == [0.7, 0.4] and study.best_trial.number == 0
+    assert [t.user_attrs.get(REASON) for t in trials[3:]] == [
+        "returned no value (nan)", "ConfigError: data.root=/x does not exist", "ValueError: bad value"]
 
 
 def test_a_dead_workers_trial_is_failed_and_queued_again(tmp_path):

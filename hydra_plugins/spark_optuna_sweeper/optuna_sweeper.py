@@ -208,7 +208,8 @@ def _best(study: Any) -> Any:
 
 def _failure_reason(ret: Any, err: BaseException) -> str:
     """The job's FAILED marker (the root cause in one line), else the exception's first line."""
-    folder = OmegaConf.select(getattr(ret, "hydra_cfg", None) or {}, "hydra.runtime.output_dir", default=None)
+    hydra_cfg = getattr(ret, "hydra_cfg", None)  # None when the job failed before Hydra set it up
+    folder = OmegaConf.select(hydra_cfg, "hydra.runtime.output_dir", default=None) if hydra_cfg is not None else None
     marker = Path(folder) / "FAILED" if folder else None
     if marker is not None and marker.is_file():
         return marker.read_text().strip().splitlines()[0][:300]
