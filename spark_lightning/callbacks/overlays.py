@@ -8,6 +8,8 @@ import lightning as L
 import numpy as np
 import torch
 
+from spark_lightning.data.pictures import overlay
+
 
 def _send(logger, tag: str, panels: list[np.ndarray], names: list[str], step: int) -> None:
     """One picture per panel: W&B images, TensorBoard images, MLflow artifacts (PNG)."""
@@ -41,8 +43,6 @@ class Overlays(L.Callback):
         loggers = [lg for lg in trainer.loggers if isinstance(lg, (WandbLogger, TensorBoardLogger, MLFlowLogger))]
         if batch_idx != 0 or trainer.sanity_checking or not loggers or trainer.current_epoch % self.every_n_epochs:
             return
-        from spark_lightning.inference.writers import overlay
-
         n = self.num_images
         with torch.no_grad():
             preds = pl_module(batch["image"][:n]).argmax(1).cpu().numpy()

@@ -1,4 +1,4 @@
-"""Prediction files: ``<name>_layer.npz`` masks, colour PNGs, submission.zip, overlays, manifest.
+"""Prediction files: ``<name>_layer.npz`` masks, colour PNGs, submission.zip, manifest.
 
 Every file goes through the atomic writer, so an interrupted run leaves only whole files and
 a re-run can trust whatever exists. The manifest records which checkpoint(s) and settings made
@@ -13,10 +13,11 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from spark_lightning.atomic import write_bytes_atomic, write_json_atomic, write_with
-from spark_lightning.data.formats import PALETTE, PREDICTIONS_MANIFEST
+from spark_lightning.data.formats import PREDICTIONS_MANIFEST
+from spark_lightning.data.pictures import colour
 from spark_lightning.errors import SparkDataError
 
 NPZ_SUFFIX = "_layer.npz"
@@ -80,10 +81,6 @@ def load_mask_npz(path: Path, num_classes: int = 3) -> np.ndarray:
     return labels.astype(np.uint8)
 
 
-def colour(labels: np.ndarray) -> np.ndarray:
-    return PALETTE[np.minimum(labels, len(PALETTE) - 1)]
-
-
 def save_png(path: Path, rgb: np.ndarray) -> None:
     write_with(path, lambda f: Image.fromarray(rgb).save(f, format="PNG"))
 
@@ -135,28 +132,6 @@ def read_manifest(folder: Path) -> dict | None:
 
 def write_manifest(folder: Path, manifest: dict) -> None:
     write_stamped_json(folder / MANIFEST, GENERATOR, SCHEMA, manifest)
-
-
-def overlay(image: np.ndarray, truth: np.ndarray | None, pred: np.ndarray, height: int = 384,
-            title: str | None = None) -> np.ndarray:
-    """image | truth | prediction side by side (masks blended over the image), each column
-    labelled, with an optional title strip above."""
-    panels = [image]
-    for labels in ([truth] if truth is not None else []) + [pred]:
-        blend = np.where(labels[..., None] > 0, 0.4 * image + 0.6 * colour(labels).astype(np.float32), image)
-        panels.append(blend.astype(np.uint8))
-    names = ["image", "truth", "prediction"] if truth is not None else ["image", "prediction"]
-    scale = height / image.shape[0]
-    width = round(image.shape[1] * scale)
-    head = 18 if title else 0
-    canvas = Image.new("RGB", (width * len(panels), height + head + 16), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    if title:
-        draw.text((4, 3), title, fill=(0, 0, 0))
-    for i, (panel, name) in enumerate(zip(panels, names)):
-        canvas.paste(Image.fromarray(panel).resize((width, height), Image.BILINEAR), (i * width, head + 16))
-        draw.text((i * width + 4, head + 2), name, fill=(0, 0, 0))
-    return np.asarray(canvas)
 
 
 def save_figure(fig, path: Path) -> None:

@@ -18,7 +18,8 @@ from spark_lightning.errors import SparkDataError
 from spark_lightning.scores.metrics import (BREAKDOWN, CRAFT_BREAKDOWN, HEADLINE, breakdown, object_share, per_image_iou, segmentation_metrics,
                                      size_bin)
 from spark_lightning.scores.spark2026 import detection_ious, detection_score, epoch_scores
-from spark_lightning.inference.writers import DETECTIONS, NPZ_SUFFIX, load_mask_npz, overlay, read_detections, save_figure, save_png
+from spark_lightning.data.pictures import overlay
+from spark_lightning.inference.writers import DETECTIONS, NPZ_SUFFIX, load_mask_npz, read_detections, save_figure, save_png
 
 log = logging.getLogger(__name__)
 TABLE_KEYS = (*HEADLINE, "detection_box")
