@@ -25,6 +25,8 @@ CLI_BAD_VALUES = [
     ("train", ["data.extra_val_roots=[MISSING,MISSING]"], "data.extra_val_roots: the name 'missing'"),
     ("train", ["model.encoder=resnet999"], "model.encoder=resnet999 has no effect: this run trains the tiny network"),
     ("predict", ["predict.size=abc"], "predict.size=abc: give a whole number of pixels >= 16"),
+    ("predict", ["box=square"], "box=square: give union or largest, or null"),
+    ("train", ["head=classify", "head.box=square"], "head.box=square: give union or largest"),
     ("synth", ["out=FILE"], "is a file: give a folder for the synthetic set"),
     ("synth", ["num_images=0"], "num_images=0: give a whole number >= 2"),
     ("synth", ["size=8"], "size=8: give a whole number of pixels >= 16"),

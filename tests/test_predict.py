@@ -404,6 +404,21 @@ def test_a_classifier_writes_detection_csv_that_evaluate_scores(multitask_run, t
     assert "cls_accuracy" in next(iter(folder["breakdowns"]["spacecraft"].values()))
 
 
+def test_the_box_follows_the_classifier_s_head_unless_the_command_says_otherwise():
+    """predict's ``box`` and evaluate's ``box_from_mask`` read one rule: the option when given,
+    else the box mode a classifier was validated with (its head.box), else union."""
+    from torch import nn
+
+    from spark_lightning.inference.predictors import box_mode
+    from spark_lightning.inference.probabilities import PredictOptions, Predictor
+
+    plain = Predictor(nn.Identity(), PredictOptions(), info={"box": None})
+    largest = Predictor(nn.Identity(), PredictOptions(), info={"box": "largest", "crafts": ("Cheops",)})
+    assert box_mode(None, [plain, largest]) == "largest"
+    assert box_mode("union", [largest]) == "union"
+    assert box_mode(None, [plain]) == box_mode(None, []) == "union"
+
+
 def test_predict_output_that_is_a_file(trained_ckpt, tiny_root, tmp_path):
     out = tmp_path / "out"
     out.write_text("")

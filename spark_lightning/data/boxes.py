@@ -27,14 +27,17 @@ def mask_box(labels: np.ndarray) -> Box | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])
 
 
+BOX_MODES = ("union", "largest")  # how a box follows from a predicted mask
+
+
 def predicted_box(labels: np.ndarray, mode: str = "union") -> Box | None:
     """The box a segmentation implies (SPARK 2026 entries derived their box from their mask):
     ``union`` around every craft pixel, ``largest`` around the largest connected craft region
     (a stray blob elsewhere then does not stretch the box)."""
     if mode == "union":
         return mask_box(labels)
-    if mode != "largest":
-        raise ValueError(f"box mode {mode!r}: use union or largest")
+    if mode not in BOX_MODES:
+        raise ValueError(f"box mode {mode!r}: use one of {BOX_MODES}")
     import cv2
 
     craft = ((labels > 0) & (labels != IGNORE_INDEX)).astype(np.uint8)

@@ -33,6 +33,13 @@ def ensemble_crafts(predictors: list[Predictor]) -> tuple[str, ...]:
     return next((p.info["crafts"] for p in predictors if p.info.get("crafts")), ())
 
 
+def box_mode(setting: str | None, predictors: list[Predictor]) -> str:
+    """How a box follows from a predicted mask: ``setting`` when given, else the classifier's own
+    ``head.box`` (what its validation scored), else union. One rule for predict and evaluate, so
+    a checkpoint and the folder predicted from it score alike."""
+    return setting or next((p.info["box"] for p in predictors if p.info.get("box")), None) or "union"
+
+
 def load_predictors(ckpt: str | list, settings, device: str) -> list[Predictor]:
     """One Predictor per checkpoint; ``settings`` is the ``predict`` config (null = from the
     checkpoint: its ``data.predict_size`` or training ``data.size``, and ``data.crop``)."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from spark_lightning.data.boxes import BOX_MODES
 from spark_lightning.data.sizes import is_side, side_rule
 from spark_lightning.errors import ConfigError
 
@@ -59,6 +60,7 @@ TRAIN_RULES: list[Rule] = [
     ("trainer.gradient_clip_val", lambda v: _is_number(v) and v > 0, "a number > 0, or null"),
     ("budget.vram_gb", lambda v: _is_number(v) and v > 0, "a number of GB > 0, or null"),
     ("budget.effective_batch_size", lambda v: is_int(v) and v >= 1, "a whole number >= 1, or null"),
+    ("head.box", lambda v: v in BOX_MODES, " or ".join(BOX_MODES)),
 ]
 
 
@@ -86,4 +88,6 @@ PREDICT_RULES: list[Rule] = [
     ("predict.size", is_side, side_rule("the checkpoint's")),
     ("predict.tile", is_side, side_rule("the checkpoint's")),
     ("predict.overlap", lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+    ("box", lambda v: v in BOX_MODES, " or ".join(BOX_MODES) + ", or null (a classifier's head.box)"),  # predict
+    ("box_from_mask", lambda v: v in BOX_MODES, " or ".join(BOX_MODES) + ", or null (a classifier's head.box)"),  # evaluate
 ]

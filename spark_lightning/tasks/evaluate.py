@@ -15,7 +15,7 @@ from spark_lightning.data.datamodule import build_format
 from spark_lightning.errors import ConfigError
 from spark_lightning.run.checks import PREDICT_RULES, check_values, is_int
 from spark_lightning.inference.probabilities import iter_predictions
-from spark_lightning.inference.predictors import checkpoint_list, ensemble_crafts, load_predictors, pick_device
+from spark_lightning.inference.predictors import box_mode, checkpoint_list, ensemble_crafts, load_predictors, pick_device
 from spark_lightning.run.plan_text import format_plan, predictor_rows
 from spark_lightning.inference.writers import read_manifest
 from spark_lightning.scores.spark2026 import ensemble_cost
@@ -33,6 +33,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     check_values(cfg, PREDICT_RULES + [("worst", lambda v: is_int(v) and v >= 0, "a whole number >= 0")])
     fmt = build_format(cfg.data.dataset, cfg.data.get("root"))
     rows = [("data", f"{cfg.data.get('root') or 'the generated synthetic set'}, split {cfg.split}")]
+    predictors = []
     if cfg.ckpt:
         device = pick_device(cfg.predict.device)
         predictors = load_predictors(cfg.ckpt, cfg.predict, device)
@@ -53,7 +54,8 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         folder = Path(cfg.predictions).expanduser()
         pairs = folder_pairs(folder, samples, cfg.split, cfg.allow_missing, len(fmt.classes))
         network = (read_manifest(folder) or {}).get("cost")  # what predict counted, if it did
-    evaluation = evaluate_pairs(pairs, fmt, len(samples), cfg.worst, cfg.box_from_mask, (network, cfg.get("cost")))
+    evaluation = evaluate_pairs(pairs, fmt, len(samples), cfg.worst, box_mode(cfg.box_from_mask, predictors),
+                                (network, cfg.get("cost")))
     summary = evaluation.summary()
     breakdowns = {"spacecraft": evaluation.breakdown("spacecraft"), "object size": evaluation.breakdown("size_bin")}
     out = Path(cfg.paths.output_dir)

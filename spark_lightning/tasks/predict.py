@@ -14,7 +14,7 @@ from spark_lightning.data.spark import SparkFormat
 from spark_lightning.errors import ConfigError
 from spark_lightning.run.checks import PREDICT_RULES, check_values
 from spark_lightning.inference.probabilities import iter_predictions
-from spark_lightning.inference.predictors import ensemble_crafts, load_predictors, pick_device
+from spark_lightning.inference.predictors import box_mode, ensemble_crafts, load_predictors, pick_device
 from spark_lightning.run.plan_text import format_plan, predictor_rows
 from spark_lightning.data.boxes import format_box, predicted_box
 from spark_lightning.inference.writers import (DETECTIONS, MANIFEST, NPZ_SUFFIX, read_detections, read_manifest, save_colour_mask,
@@ -100,7 +100,7 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
         log.info("skipping %d images already predicted in %s", len(paths) - len(todo), out)
     from rich.progress import track
 
-    box_mode = cfg.get("box") or predictors[0].info.get("box") or "union"
+    box = box_mode(cfg.get("box"), predictors)
     predictions = iter_predictions(predictors, todo, fmt, cfg.predict.batch_size, cfg.predict.num_workers,
                                    device, cfg.predict.amp) if todo else []
     try:
@@ -110,7 +110,7 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
                 save_colour_mask(out / f"{name}_layer.png", labels)
             save_mask_npz(out / f"{name}{NPZ_SUFFIX}", labels)  # its presence marks the image done
             if craft is not None:
-                detections[path.name] = (crafts[int(craft.argmax())], format_box(predicted_box(labels, box_mode)))
+                detections[path.name] = (crafts[int(craft.argmax())], format_box(predicted_box(labels, box)))
     finally:  # the detections of every finished image, also when stopped part-way
         if crafts and detections:
             write_detections(out / DETECTIONS, detections)
