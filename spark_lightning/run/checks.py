@@ -88,6 +88,6 @@ PREDICT_RULES: list[Rule] = [
     ("predict.size", is_side, side_rule("the checkpoint's")),
     ("predict.tile", is_side, side_rule("the checkpoint's")),
     ("predict.overlap", lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
-    ("box", lambda v: v in BOX_MODES, " or ".join(BOX_MODES) + ", or null (a classifier's head.box)"),  # predict
-    ("box_from_mask", lambda v: v in BOX_MODES, " or ".join(BOX_MODES) + ", or null (a classifier's head.box)"),  # evaluate
+    *((key, lambda v: v in BOX_MODES, " or ".join(BOX_MODES) + ", or null (a classifier's head.box)")
+      for key in ("box", "box_from_mask")),  # predict's, evaluate's
 ]
