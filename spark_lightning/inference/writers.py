@@ -134,6 +134,16 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     write_stamped_json(folder / MANIFEST, GENERATOR, SCHEMA, manifest)
 
 
+def pyplot():
+    """matplotlib's pyplot on the Agg backend: figures go to files, no display needed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_figure(fig, path: Path) -> None:
     """A matplotlib figure as PNG, written atomically, then closed."""
     import matplotlib.pyplot as plt

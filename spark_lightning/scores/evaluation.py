@@ -19,7 +19,7 @@ from spark_lightning.scores.metrics import (BREAKDOWN, CRAFT_BREAKDOWN, HEADLINE
                                      size_bin)
 from spark_lightning.scores.spark2026 import detection_ious, detection_score, epoch_scores
 from spark_lightning.data.pictures import overlay
-from spark_lightning.inference.writers import DETECTIONS, NPZ_SUFFIX, load_mask_npz, read_detections, save_figure, save_png
+from spark_lightning.inference.writers import DETECTIONS, NPZ_SUFFIX, load_mask_npz, pyplot, read_detections, save_figure, save_png
 
 log = logging.getLogger(__name__)
 TABLE_KEYS = (*HEADLINE, "detection_box")
@@ -143,11 +143,7 @@ def evaluate_pairs(pairs: Iterable[tuple[Sample, np.ndarray | None, Craft]], fmt
 def breakdown_plot(path: Path, breakdowns: dict[str, dict[str, dict[str, float]]]) -> None:
     """Bars of the SPARK score per spacecraft type and per object-size bin, each labelled with
     its score and number of images."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = max(len(t) for t in breakdowns.values()) if breakdowns else 1
     fig, axes = plt.subplots(1, len(breakdowns), figsize=(6.5 * len(breakdowns), 1.2 + 0.4 * rows), squeeze=False)
     for ax, (name, table) in zip(axes[0], breakdowns.items()):

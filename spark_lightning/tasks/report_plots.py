@@ -6,16 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from spark_lightning.inference.writers import save_figure
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from spark_lightning.inference.writers import pyplot, save_figure
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -28,7 +19,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 def score_plots(rows: list[dict], out: Path, default_monitor: str) -> None:
     """best_score.png (a bar per run) and val_curves.png (the monitor and mean IoU per epoch)."""
-    plt = _pyplot()
+    plt = pyplot()
     scored = [r for r in rows if r.get("score") is not None]
     monitor = scored[0]["monitor"] if scored else default_monitor
     fig, ax = plt.subplots(figsize=(8, 0.4 * max(3, len(scored)) + 1))
@@ -62,7 +53,7 @@ def cost_plot(rows: list[dict], out: Path) -> list[dict]:
     if not runs:
         return []
     front = [runs[i] for i in pareto_front([(r["gflops"], r["score"]) for r in runs])]
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     ax.scatter([r["gflops"] for r in runs], [r["score"] for r in runs], color="tab:gray", label="runs")
     ax.plot([r["gflops"] for r in front], [r["score"] for r in front], "o-", color="tab:red", label="Pareto front")
@@ -80,7 +71,7 @@ def cost_plot(rows: list[dict], out: Path) -> list[dict]:
 
 
 def by_spacecraft_map(runs: list[dict], names: list[str], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     grid = [[r["by_spacecraft"].get(n, math.nan) for n in names] for r in runs]
     fig, ax = plt.subplots(figsize=(1 + 0.9 * len(names), 1 + 0.4 * len(runs)))
     image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
